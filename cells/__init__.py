@@ -1,0 +1,53 @@
+"""Recurrent cells keeping the flax contract `cell(carry, x) -> (carry, y)`.
+
+Any `flax.linen` module with that `__call__` and `initialize_carry(rng, input_shape)`
+plugs in, by registered name (`--cell=lstm`) or import path (`--cell=pkg.mod:MyCell`).
+"""
+
+import functools
+from typing import Any
+
+from flax import linen as nn
+
+from cells.gru import GRUCell
+from cells.lstm import LSTMCell
+from cells.registry import Registry, constructor_fields, parse_options
+from cells.rnn import RNNCell
+
+CELLS = Registry("cell")
+CELLS.register("rnn", RNNCell)
+CELLS.register("irnn", functools.partial(RNNCell, activation="relu", recurrent_init="identity"))
+CELLS.register("lstm", LSTMCell)
+CELLS.register("gru", GRUCell)
+# Flax's own cells, for side-by-side checks (flax's LSTM has forget bias 0 and carry (c, h)).
+CELLS.register("flax_lstm", nn.OptimizedLSTMCell)
+CELLS.register("flax_gru", nn.GRUCell)
+
+
+def make_cell(spec: str, hidden_size: int, options: str | dict[str, Any] = "") -> nn.Module:
+    """Build a cell from a registered name or `package.module:Class`.
+
+    The class takes its width as `hidden_size` (this repo) or `features` (flax's cells);
+    `options` (a dict or "key=value,...") sets any other constructor field.
+    Raises ValueError with a one-line message on any bad input.
+    """
+    factory = CELLS.get(spec)
+    fields = constructor_fields(factory)
+    cls = getattr(factory, "func", factory)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module) and hasattr(cls, "initialize_carry")):
+        raise ValueError(f"{spec!r} is not a flax.linen cell with initialize_carry(rng, input_shape)")
+    width = next((f for f in ("hidden_size", "features") if f in fields), None)
+    if width is None:
+        raise ValueError(f"cell {spec!r} must take its width as a `hidden_size` or `features` field")
+    options = parse_options(options) if isinstance(options, str) else dict(options)
+    unknown = sorted(set(options) - set(fields) - {width})
+    if unknown:
+        allowed = ", ".join(f for f in fields if f != width) or "none"
+        raise ValueError(f"cell {spec!r} has no option {', '.join(unknown)}; its options: {allowed}")
+    try:
+        return factory(**{width: hidden_size}, **options)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"cell {spec!r} rejected options {options}: {e}") from None
+
+
+__all__ = ["CELLS", "GRUCell", "LSTMCell", "RNNCell", "make_cell"]

@@ -1,0 +1,56 @@
+"""Gated recurrent unit, PyTorch/cuDNN convention, with fused gate matmuls."""
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from cells.initializers import RECURRENT_INITS, check_choice, recurrent_init
+
+
+class GRUCell(nn.RNNCellBase):
+    r"""GRU (Cho et al. 2014) in the PyTorch/cuDNN/flax convention.
+
+    Equations, for input x (..., I) and carry h (..., H)::
+
+        [a_r, a_z, a_n] = x W + b                     (gate order r, z, n, as PyTorch)
+        [u_r, u_z, u_n] = h U
+        r = sigmoid(a_r + u_r)      z = sigmoid(a_z + u_z)
+        n = tanh(a_n + r * (u_n + b_hn))              (reset applied after the matmul)
+        h' = (1 - z) * n + z * h                      y = h'
+
+    Parameters: ``input_kernel`` W (I, 3H), lecun-normal; ``recurrent_kernel`` U (H, 3H),
+    one orthogonal H x H block per gate; ``bias`` b (3H,) and ``recurrent_bias`` b_hn (H,),
+    zeros. Carry: h, zeros at initialisation. Cho et al. and Haiku apply the reset gate
+    before the matmul, tanh(a_n + (r * h) U_n); this cell does not.
+    """
+
+    hidden_size: int
+    recurrent_init: str = "orthogonal"
+
+    def __post_init__(self) -> None:
+        check_choice("recurrent_init", self.recurrent_init, RECURRENT_INITS)
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, carry: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        H = self.hidden_size
+        W = self.param("input_kernel", nn.initializers.lecun_normal(), (x.shape[-1], 3 * H))
+        U = self.param("recurrent_kernel", recurrent_init(self.recurrent_init, 3), (H, 3 * H))
+        b = self.param("bias", nn.initializers.zeros_init(), (3 * H,))
+        b_hn = self.param("recurrent_bias", nn.initializers.zeros_init(), (H,))
+        a_r, a_z, a_n = jnp.split(x @ W + b, 3, axis=-1)
+        u_r, u_z, u_n = jnp.split(carry @ U, 3, axis=-1)
+        r = jax.nn.sigmoid(a_r + u_r)
+        z = jax.nn.sigmoid(a_z + u_z)
+        n = jnp.tanh(a_n + r * (u_n + b_hn))
+        h = (1.0 - z) * n + z * carry
+        return h, h
+
+    @nn.nowrap
+    def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> jax.Array:
+        del rng
+        return jnp.zeros(input_shape[:-1] + (self.hidden_size,))
+
+    @property
+    def num_feature_axes(self) -> int:
+        return 1

@@ -1,0 +1,59 @@
+"""Long short-term memory cell with fused gate matmuls."""
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from cells.initializers import RECURRENT_INITS, check_choice, recurrent_init
+
+
+class LSTMCell(nn.RNNCellBase):
+    r"""LSTM (Hochreiter & Schmidhuber 1997, with forget gate of Gers et al. 2000).
+
+    Equations, for input x (..., I) and carry (c, h), each (..., H)::
+
+        [i, f, g, o] = x W + h U + b                  (gate order i, f, g, o, as PyTorch)
+        c' = sigmoid(f) * c + sigmoid(i) * tanh(g)
+        h' = sigmoid(o) * tanh(c')                    y = h'
+
+    Parameters: ``input_kernel`` W (I, 4H), lecun-normal; ``recurrent_kernel`` U (H, 4H),
+    one orthogonal H x H block per gate; ``bias`` b (4H,), zeros except the forget block,
+    which starts at ``forget_bias``.
+
+    Carry layout: ``(c, h)``, as flax (PyTorch and Equinox use (h, c)); zeros at init.
+
+    ``forget_bias`` defaults to 1.0 (Gers et al. 2000; Jozefowicz et al. 2015; Haiku and TF
+    do the same): sigmoid(1) = 0.73 keeps the cell state, and with it the gradient, alive
+    over more steps at initialisation. PyTorch and flax's LSTMCell start at 0; pass
+    ``forget_bias=0`` to match them. Tables report the value used.
+    """
+
+    hidden_size: int
+    forget_bias: float = 1.0
+    recurrent_init: str = "orthogonal"
+
+    def __post_init__(self) -> None:
+        check_choice("recurrent_init", self.recurrent_init, RECURRENT_INITS)
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, carry: tuple[jax.Array, jax.Array], x: jax.Array):
+        H = self.hidden_size
+        c, h = carry
+        W = self.param("input_kernel", nn.initializers.lecun_normal(), (x.shape[-1], 4 * H))
+        U = self.param("recurrent_kernel", recurrent_init(self.recurrent_init, 4), (H, 4 * H))
+        b = self.param("bias", lambda _, shape: jnp.zeros(shape).at[H : 2 * H].set(self.forget_bias), (4 * H,))
+        i, f, g, o = jnp.split(x @ W + h @ U + b, 4, axis=-1)
+        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        return (c, h), h
+
+    @nn.nowrap
+    def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]):
+        del rng
+        zeros = jnp.zeros(input_shape[:-1] + (self.hidden_size,))
+        return zeros, zeros
+
+    @property
+    def num_feature_axes(self) -> int:
+        return 1

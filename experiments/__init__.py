@@ -1,0 +1,1 @@
+"""Training, diagnostics and entry points: cells x tasks -> runs -> results."""

@@ -1,0 +1,354 @@
+"""Train one cell on one task: `train_and_evaluate(config, workdir)` and its command line.
+
+    python -m experiments.train --cell=lstm --task=adding --seq_len=100 --workdir=runs/x
+
+Seeds `seed .. seed+num_seeds-1` train together: every per-seed function below is written
+for one seed and `jax.vmap`-ed over a leading seed axis. A run with one seed is the same
+program with a seed axis of length 1.
+"""
+
+import contextlib
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+
+from cells import make_cell
+from experiments import io
+from experiments.checkpoint import Checkpoints
+from experiments.config import Config, ConfigError, validate
+from experiments.model import SequenceModel
+from tasks import Task, make_task
+
+EVAL_SEED = 2**31 - 1  # the held-out set is the same for every run of a (task, T, eval_size)
+RESUMABLE_CHANGES = ("steps", "checkpoint_every")  # fields that may differ when resuming
+
+
+class TrainState(NamedTuple):
+    """Everything a step reads; checkpointed whole, so a resumed run is bit-identical.
+
+    The meters (`loss_sum` ... `count`) accumulate between logging steps on the device.
+    """
+
+    params: Any
+    opt_state: Any
+    step: jax.Array  # int32, steps taken
+    data_key: jax.Array  # the seed's data key; batch t uses fold_in(data_key, t)
+    diverged_at: jax.Array  # int32, first step with a non-finite loss or gradient, else -1
+    loss_sum: jax.Array
+    grad_norm_sum: jax.Array
+    grad_norm_max: jax.Array
+    clipped: jax.Array
+    count: jax.Array
+
+
+def make_optimizer(config: Config) -> optax.GradientTransformation:
+    """adam | rmsprop | sgd(momentum), after global-norm clipping when clip_norm > 0."""
+    lr = config.learning_rate
+    opt = {
+        "adam": lambda: optax.adam(lr),
+        "rmsprop": lambda: optax.rmsprop(lr, decay=0.9, eps=1e-8),
+        "sgd": lambda: optax.sgd(lr, momentum=config.momentum or None),
+    }[config.optimizer]()
+    return optax.chain(optax.clip_by_global_norm(config.clip_norm), opt) if config.clip_norm > 0 else opt
+
+
+class Experiment:
+    """The pure functions of one config: init, train step and evaluation, per seed."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.task: Task = make_task(config.task, config.seq_len)
+        cell = make_cell(config.cell, config.hidden_size, config.cell_options)
+        self.model = SequenceModel(cell, self.task.num_outputs, self.task.readout, config.remat)
+        self.optimizer = make_optimizer(config)
+
+    def loss_fn(self, params: Any, inputs: jax.Array, targets: jax.Array) -> jax.Array:
+        return self.task.loss(self.model.apply(params, inputs), targets)
+
+    def init_state(self, seed: jax.Array) -> TrainState:
+        init_key, data_key = jax.random.split(jax.random.PRNGKey(seed))
+        inputs, _ = self.task.sample(data_key, 1)
+        params = self.model.init(init_key, inputs)
+        zero = jnp.zeros((), jnp.float32)
+        return TrainState(
+            params, self.optimizer.init(params), jnp.zeros((), jnp.int32), data_key,
+            jnp.full((), -1, jnp.int32), zero, zero, zero, zero, zero,
+        )  # fmt: skip
+
+    def batch(self, state: TrainState) -> tuple[jax.Array, jax.Array]:
+        key = jax.random.fold_in(state.data_key, state.step)
+        return self.task.sample(key, self.config.batch_size)
+
+    def train_step(self, state: TrainState) -> TrainState:
+        """One update. A non-finite loss or gradient freezes this seed and marks `diverged_at`."""
+        inputs, targets = self.batch(state)
+        loss, grads = jax.value_and_grad(self.loss_fn)(state.params, inputs, targets)
+        grad_norm = optax.global_norm(grads)
+        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        alive = state.diverged_at < 0
+        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite & alive, n, o), new, old)  # noqa: E731
+        clip = self.config.clip_norm
+        return TrainState(
+            params=keep(params, state.params),
+            opt_state=keep(opt_state, state.opt_state),
+            step=state.step + 1,
+            data_key=state.data_key,
+            diverged_at=jnp.where(alive & ~finite, state.step, state.diverged_at),
+            loss_sum=state.loss_sum + jnp.where(finite, loss, 0.0),
+            grad_norm_sum=state.grad_norm_sum + jnp.where(finite, grad_norm, 0.0),
+            grad_norm_max=jnp.maximum(state.grad_norm_max, jnp.where(finite, grad_norm, 0.0)),
+            clipped=state.clipped + ((grad_norm > clip) & (clip > 0)),
+            count=state.count + finite,
+        )
+
+    def eval_set(self) -> tuple[jax.Array, jax.Array]:
+        """The fixed held-out set, as chunks (n, chunk, ...) of at most 250 sequences."""
+        n = self.config.eval_size
+        chunk = max(d for d in range(1, min(n, 250) + 1) if n % d == 0)
+        inputs, targets = self.task.sample(jax.random.PRNGKey(EVAL_SEED), n)
+        split = lambda a: a.reshape((n // chunk, chunk) + a.shape[1:])  # noqa: E731
+        return split(inputs), split(targets)
+
+    def evaluate(self, params: Any, eval_set: tuple[jax.Array, jax.Array]) -> dict[str, jax.Array]:
+        """Task metrics on the held-out set (equal chunks, so the mean of means is exact)."""
+        per_chunk = jax.lax.map(lambda b: self.task.metrics(self.model.apply(params, b[0]), b[1]), eval_set)
+        return jax.tree.map(jnp.mean, per_chunk)
+
+
+def reset_meters(state: TrainState) -> TrainState:
+    zero = jnp.zeros_like(state.loss_sum)
+    return state._replace(loss_sum=zero, grad_norm_sum=zero, grad_norm_max=zero, clipped=zero, count=zero)
+
+
+class _StopSignal:
+    """Turns SIGTERM/SIGINT into a flag the loop checks between steps."""
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopSignal":
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def check_resumable(config: Config, workdir: Path) -> None:
+    """Refuse to resume a workdir whose saved config differs in more than RESUMABLE_CHANGES."""
+    path = workdir / "config.json"
+    if not path.exists():
+        return
+    saved = Config.from_dict(io.read_json(path)).to_dict()
+    diff = [k for k, v in config.to_dict().items() if saved.get(k) != v and k not in RESUMABLE_CHANGES]
+    if diff:
+        fields = ", ".join(f"--{k} (saved {saved.get(k)!r}, now {getattr(config, k)!r})" for k in diff)
+        raise ConfigError(f"--workdir={workdir} holds a run with other settings: {fields}; use a new --workdir")
+
+
+def _check_workdir(workdir: Path) -> None:
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        probe = workdir / ".write_probe"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"--workdir={workdir}: not writable ({e.strerror or e})") from None
+
+
+def train_and_evaluate(config: Config, workdir: str | Path) -> dict[str, Any]:
+    """Train `config.num_seeds` seeds of one (cell, task, T) together; write and return results.
+
+    Writes to `workdir`: config.json, metrics.jsonl (one record per seed per logging step),
+    checkpoints/ and results.json. An existing workdir with the same config resumes from
+    its latest checkpoint; SIGTERM/SIGINT save a checkpoint and return early.
+    """
+    validate(config)
+    workdir = Path(workdir)
+    _check_workdir(workdir)
+    check_resumable(config, workdir)
+    io.write_json(workdir / "config.json", config.to_dict())
+
+    exp = Experiment(config)
+    seeds = jnp.arange(config.seed, config.seed + config.num_seeds)
+    state = jax.jit(jax.vmap(exp.init_state))(seeds)
+    checkpoints = Checkpoints(workdir)
+    start = checkpoints.latest_step() or 0
+    metrics_path = workdir / "metrics.jsonl"
+    if start:
+        state = checkpoints.restore(start, state)
+        logging.info("resuming %s from step %d", workdir, start)
+    io.write_jsonl(metrics_path, [r for r in io.read_jsonl(metrics_path) if r["step"] <= start])
+
+    step_fn = jax.jit(jax.vmap(exp.train_step), donate_argnums=0)
+    eval_fn = jax.jit(jax.vmap(exp.evaluate, in_axes=(0, None)))
+    reset_fn = jax.jit(reset_meters, donate_argnums=0)
+    eval_set = exp.eval_set()
+    diagnostics = _diagnostics_recorder(exp, workdir, config)
+
+    history = io.read_jsonl(metrics_path)
+    t_start = time.perf_counter()
+    if start == 0:
+        history += _log(exp, workdir, 0, state, eval_fn(state.params, eval_set), float("nan"))
+        if diagnostics:
+            diagnostics(0, state.params)
+    step, last_log, stop = start, start, None
+    train_time, timed_steps, t_interval = 0.0, 0, time.perf_counter()
+    with _StopSignal() as stop_signal:
+        while step < config.steps:
+            state = step_fn(state)
+            step += 1
+            if step % config.eval_every == 0 or step == config.steps:
+                diverged_at = np.asarray(state.diverged_at)  # the one host sync of the interval
+                elapsed = time.perf_counter() - t_interval
+                steps_per_s = (step - last_log) / elapsed
+                if last_log > start:  # the first interval includes compilation
+                    train_time, timed_steps = train_time + elapsed, timed_steps + step - last_log
+                history += _log(exp, workdir, step, state, eval_fn(state.params, eval_set), steps_per_s)
+                state, last_log = reset_fn(state), step
+                if diagnostics and step % config.diag_every == 0:
+                    diagnostics(step, state.params)
+                if config.checkpoint_every and step % config.checkpoint_every == 0:
+                    checkpoints.save(step, state)
+                if (diverged_at >= 0).all():
+                    logging.warning("every seed diverged; stopping at step %d", step)
+                    break
+                t_interval = time.perf_counter()
+            if stop_signal.received is not None:
+                stop = signal.Signals(stop_signal.received).name
+                logging.warning("%s received: saving a checkpoint at step %d and stopping", stop, step)
+                break
+    checkpoints.save(step, state)
+    checkpoints.close()
+    results = _results(exp, state, history, step, time.perf_counter() - t_start, train_time, timed_steps, stop)
+    io.write_json(workdir / "results.json", results)
+    return results
+
+
+def _diagnostics_recorder(exp: Experiment, workdir: Path, config: Config):
+    """Gradient diagnostics during training, when `diag_every > 0` (see experiments.diagnostics)."""
+    if not config.diag_every:
+        return None
+    from experiments.diagnostics import TrainingRecorder
+
+    return TrainingRecorder(exp, workdir)
+
+
+def _log(exp: Experiment, workdir: Path, step: int, state: TrainState, evals: dict, steps_per_s: float) -> list[dict]:
+    """Append one metrics.jsonl record per seed and print a progress line; returns the records."""
+    meters, evals = jax.device_get((state._replace(params=None, opt_state=None), evals))
+    count = np.maximum(meters.count, 1)
+    records = []
+    for i in range(exp.config.num_seeds):
+        record = {
+            "step": step,
+            "seed": exp.config.seed + i,
+            "train_loss": float(meters.loss_sum[i] / count[i]) if meters.count[i] else None,
+            "grad_norm": float(meters.grad_norm_sum[i] / count[i]) if meters.count[i] else None,
+            "grad_norm_max": float(meters.grad_norm_max[i]) if meters.count[i] else None,
+            "clipped_fraction": float(meters.clipped[i] / count[i]) if meters.count[i] else None,
+            "diverged": bool(meters.diverged_at[i] >= 0),
+            "steps_per_s": None if math.isnan(steps_per_s) else round(steps_per_s, 2),
+            **{f"eval_{k}": float(v[i]) for k, v in evals.items()},
+        }
+        records.append(record)
+    io.append_jsonl(workdir / "metrics.jsonl", records)
+    cfg = exp.config
+    mean = lambda key: np.mean([r[key] for r in records if r[key] is not None] or [np.nan])  # noqa: E731
+    eta = (cfg.steps - step) / steps_per_s if steps_per_s and not math.isnan(steps_per_s) else float("nan")
+    logging.info(
+        "%s/%s T=%d step %d/%d | train %s | eval %s %.4g (%.3g x baseline) | |g| %.3g | %.1f steps/s | ETA %s",
+        cfg.cell, cfg.task, cfg.seq_len, step, cfg.steps, f"{mean('train_loss'):.4g}", exp.task.metric_name,
+        mean("eval_loss"), mean("eval_ratio"), mean("grad_norm"), steps_per_s, _duration(eta),
+    )  # fmt: skip
+    return records
+
+
+def _duration(seconds: float) -> str:
+    if math.isnan(seconds):
+        return "-"
+    return f"{seconds / 60:.1f}m" if seconds >= 90 else f"{seconds:.0f}s"
+
+
+def _results(exp, state, history, step, wall_time, train_time, timed_steps, stop) -> dict[str, Any]:
+    """Final metrics per seed, with first solved step and divergence, and their mean/std."""
+    task, cfg = exp.task, exp.config
+    last = {r["seed"]: r for r in history if r["step"] == step}
+    diverged_at = np.asarray(state.diverged_at)
+    per_seed = []
+    for i in range(cfg.num_seeds):
+        seed = cfg.seed + i
+        evals = {k[5:]: v for k, v in last[seed].items() if k.startswith("eval_")}
+        solved_steps = [r["step"] for r in history if r["seed"] == seed and task.solved(_evals(r))]
+        per_seed.append({
+            "seed": seed,
+            "final": evals,
+            "solved": task.solved(evals),
+            "solved_at_step": solved_steps[0] if solved_steps else None,
+            "diverged_at_step": int(diverged_at[i]) if diverged_at[i] >= 0 else None,
+        })  # fmt: skip
+    finals = {k: [s["final"][k] for s in per_seed] for k in per_seed[0]["final"]}
+    return {
+        "config": cfg.to_dict(),
+        "task": cfg.task,
+        "cell": cfg.cell,
+        "seq_len": cfg.seq_len,
+        "metric": task.metric_name,
+        "baseline": task.baseline,
+        "steps_done": step,
+        "stopped_by": stop,
+        "wall_time_s": round(wall_time, 2),
+        "steps_per_s": round(timed_steps / train_time, 2) if train_time else None,
+        "seeds": per_seed,
+        "mean": {k: float(np.mean(v)) for k, v in finals.items()},
+        "std": {k: float(np.std(v)) for k, v in finals.items()},
+        "solved_fraction": float(np.mean([s["solved"] for s in per_seed])),
+        "versions": _versions(),
+    }
+
+
+def _evals(record: dict) -> dict:
+    return {k[5:]: v for k, v in record.items() if k.startswith("eval_")}
+
+
+def _versions() -> dict[str, str]:
+    import flax
+
+    versions = {"python": sys.version.split()[0], "jax": jax.__version__, "flax": flax.__version__}
+    return {**versions, "optax": optax.__version__}
+
+
+def main(argv: list[str]) -> None:
+    from experiments.flags import FLAGS, config_from_flags
+
+    results = train_and_evaluate(config_from_flags(), FLAGS.workdir)
+    if results["stopped_by"]:
+        sys.exit(128 + signal.Signals[results["stopped_by"]].value)
+
+
+if __name__ == "__main__":
+    from absl import flags
+
+    from experiments.flags import define_config_flags, run
+
+    define_config_flags()
+    flags.DEFINE_string("workdir", "runs/train", "Output folder; an existing one with the same flags resumes.")
+    run(main)
