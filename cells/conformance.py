@@ -1,0 +1,334 @@
+"""Conformance suite: does a recurrent cell keep the contract the rest of rnnlab relies on?
+
+Run it on your own cell (any `flax.linen` module with `__call__(carry, x) -> (carry, y)` and
+`initialize_carry(rng, input_shape)`, taking its width as `hidden_size` or `features`)::
+
+    python -m cells.conformance my_package.my_module:MyCell --hidden_size=8 --cell_options=alpha=0.5
+
+It prints one PASS/FAIL line per check and exits 1 if any check fails (2 on a usage error).
+Registered names work too (`python -m cells.conformance lstm`). From Python, `check_cell(spec)`
+returns a list of `CheckResult`; `tests/test_conformance.py` runs it on every registered cell.
+
+Checks (each one catches its own exceptions and reports them as a one-line failure):
+
+- ``construct``: `make_cell(spec, hidden_size, options)` builds the cell.
+- ``carry_init``: `initialize_carry(rng, (B, I))` is a pytree of arrays, each with leading dim B.
+- ``carry_contract``: one step returns a carry with the same tree structure, shapes and dtypes,
+  so `jax.lax.scan` can carry it.
+- ``output``: y is a finite array of shape (B, ...).
+- ``jit``: the jitted step gives the same numbers as the eager one.
+- ``gradients``: over an unrolled sequence, gradients w.r.t. the inputs and every parameter
+  array are finite and not all zero (a parameter with zero gradient is usually unused).
+- ``vmap``: `jax.vmap` over an extra leading axis equals one call on the stacked batch.
+- ``determinism``: same rng gives identical params, carries and outputs; a different rng
+  gives different params.
+- ``scan``: `SequenceModel.unroll` (jax.lax.scan) matches a Python loop over the steps.
+"""
+
+import dataclasses
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import linen as nn
+
+from cells import make_cell
+from experiments.model import SequenceModel
+
+RTOL, ATOL = 1e-5, 1e-6
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckResult:
+    """Outcome of one conformance check."""
+
+    name: str
+    passed: bool
+    message: str = ""
+
+    def __str__(self) -> str:
+        status = "PASS" if self.passed else "FAIL"
+        return f"{status} {self.name}" + (f": {self.message}" if self.message else "")
+
+
+class CheckError(Exception):
+    """Raised inside a check to fail it with a message."""
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise CheckError(message)
+
+
+def _path(path: tuple) -> str:
+    return jax.tree_util.keystr(path) or "<root>"
+
+
+def _compare(name: str, got: Any, want: Any, exact: bool = False) -> None:
+    """Fail unless two pytrees have the same structure and (near-)equal leaves."""
+    got_def, want_def = jax.tree.structure(got), jax.tree.structure(want)
+    _require(got_def == want_def, f"{name}: tree structure {got_def} != {want_def}")
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(want), strict=True):
+        a, b = np.asarray(a), np.asarray(b)
+        _require(a.shape == b.shape, f"{name}{_path(path)}: shape {a.shape} != {b.shape}")
+        same = np.array_equal(a, b) if exact else np.allclose(a, b, rtol=RTOL, atol=ATOL)
+        if not same:
+            diff = np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))) if a.size else 0.0
+            raise CheckError(f"{name}{_path(path)} differs (max abs diff {diff:.3g})")
+
+
+def _finite(name: str, tree: Any) -> None:
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        leaf = np.asarray(leaf)
+        if np.issubdtype(leaf.dtype, np.inexact) and not np.all(np.isfinite(leaf)):
+            raise CheckError(f"{name}{_path(path)} has non-finite values")
+
+
+def _shapes(tree: Any) -> Any:
+    return jax.tree.map(lambda a: (tuple(np.shape(a)), str(jnp.result_type(a))), tree)
+
+
+class _Harness:
+    """Builds the cell, inputs, carry and params once; checks share them (and their compilations)."""
+
+    def __init__(self, cell: nn.Module, input_size: int, batch: int, seq_len: int):
+        self.cell, self.B, self.I, self.T = cell, batch, input_size, seq_len
+        self.inputs = jax.random.normal(jax.random.PRNGKey(1), (batch, seq_len, input_size))
+        self.x0, self.x1 = self.inputs[:, 0], self.inputs[:, 1 % seq_len]
+        self.param_key = jax.random.PRNGKey(2)
+        self._cache: dict[str, Any] = {}
+
+    def _cached(self, key: str, fn: Callable[[], Any]) -> Any:
+        if key not in self._cache:
+            self._cache[key] = fn()
+        return self._cache[key]
+
+    def carry0(self) -> Any:
+        return self._cached("carry0", lambda: self.cell.initialize_carry(jax.random.PRNGKey(3), (self.B, self.I)))
+
+    def init(self, key: jax.Array) -> Any:
+        return self.cell.init(key, self.carry0(), self.x0).get("params", {})
+
+    def params(self) -> Any:
+        return self._cached("params", lambda: self.init(self.param_key))
+
+    def step(self, carry: Any, x: jax.Array) -> tuple[Any, Any]:
+        return self.cell.apply({"params": self.params()}, carry, x)
+
+    def step0(self) -> tuple[Any, Any]:
+        """(carry, y) after one eager step from the initial carry."""
+        return self._cached("step0", lambda: self.step(self.carry0(), self.x0))
+
+    def model(self) -> SequenceModel:
+        return SequenceModel(self.cell, num_outputs=2)
+
+
+def check_carry_init(h: _Harness) -> str:
+    carry = h.carry0()
+    leaves = jax.tree_util.tree_leaves_with_path(carry)
+    _require(len(leaves) > 0, "initialize_carry returned an empty pytree")
+    for path, leaf in leaves:
+        _require(hasattr(leaf, "shape") and hasattr(leaf, "dtype"), f"carry{_path(path)} is not an array")
+        _require(
+            leaf.shape[:1] == (h.B,), f"carry{_path(path)} has shape {leaf.shape}; expected leading batch dim {h.B}"
+        )
+    _finite("carry", carry)
+    return f"{len(leaves)} carry array(s): " + ", ".join(str(tuple(leaf.shape)) for _, leaf in leaves)
+
+
+def check_carry_contract(h: _Harness) -> str:
+    carry, _ = h.step0()
+    want, got = h.carry0(), carry
+    want_def, got_def = jax.tree.structure(want), jax.tree.structure(got)
+    _require(got_def == want_def, f"returned carry has structure {got_def}; initialize_carry gives {want_def}")
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(want), strict=True):
+        (sa, da), (sb, db) = _shapes(a), _shapes(b)
+        _require(sa == sb, f"returned carry{_path(path)} has shape {sa}; initial carry has {sb}")
+        _require(da == db, f"returned carry{_path(path)} has dtype {da}; initial carry has {db}")
+    return "returned carry matches initialize_carry"
+
+
+def check_output(h: _Harness) -> str:
+    _, y = h.step0()
+    _require(isinstance(y, jax.Array), f"y is a {type(y).__name__}; SequenceModel needs a single array")
+    _require(y.ndim >= 1 and y.shape[0] == h.B, f"y has shape {y.shape}; expected ({h.B}, ...)")
+    _finite("y", y)
+    return f"y {tuple(y.shape)} {y.dtype}"
+
+
+def check_jit(h: _Harness) -> str:
+    carry1, _ = h.step0()
+    apply = jax.jit(lambda p, c, x: h.cell.apply({"params": p}, c, x))
+    _compare("jit", apply(h.params(), carry1, h.x1), h.step(carry1, h.x1))
+    return f"jit == eager (rtol {RTOL:g}, atol {ATOL:g})"
+
+
+def check_gradients(h: _Harness) -> str:
+    model = h.model()
+    carry_T, ys = jax.eval_shape(model.unroll, {"cell": h.params()}, h.inputs)
+    keys = iter(jax.random.split(jax.random.PRNGKey(4), 1 + len(jax.tree.leaves(carry_T))))
+    cot_y = jax.random.normal(next(keys), ys.shape)
+    cot_c = [jax.random.normal(next(keys), c.shape) for c in jax.tree.leaves(carry_T)]
+
+    @jax.jit
+    def loss_and_grads(params: Any, inputs: jax.Array) -> Any:
+        def loss(params: Any, inputs: jax.Array) -> jax.Array:
+            carry, ys = model.unroll({"cell": params}, inputs)
+            total = jnp.sum(ys * cot_y)
+            for c, w in zip(jax.tree.leaves(carry), cot_c, strict=True):
+                if jnp.issubdtype(c.dtype, jnp.inexact):
+                    total = total + jnp.sum(c * w)
+            return total
+
+        return jax.value_and_grad(loss, argnums=(0, 1))(params, inputs)
+
+    value, (g_params, g_inputs) = loss_and_grads(h.params(), h.inputs)
+    _require(bool(np.isfinite(value)), f"loss is {float(value)}")
+    _finite("d loss / d params", g_params)
+    _finite("d loss / d inputs", g_inputs)
+    _require(bool(np.any(np.asarray(g_inputs) != 0)), "gradient w.r.t. the inputs is all zero")
+    leaves = jax.tree_util.tree_leaves_with_path(g_params)
+    _require(len(leaves) > 0, "the cell has no parameters")
+    zero = [_path(p) for p, g in leaves if not np.any(np.asarray(g) != 0)]
+    _require(not zero, f"gradient is all zero for params {', '.join(zero)}")
+    return f"finite, non-zero for inputs and {len(leaves)} param arrays"
+
+
+def check_vmap(h: _Harness) -> str:
+    carry1, _ = h.step0()
+    carries = jax.tree.map(lambda a, b: jnp.stack([a, b]), h.carry0(), carry1)  # (2, B, ...)
+    xs = jnp.stack([h.x0, h.x1])  # (2, B, I)
+    got = jax.vmap(h.step)(carries, xs)
+    flat = jax.tree.map(lambda a: a.reshape((2 * h.B,) + a.shape[2:]), (carries, xs))
+    want = jax.tree.map(lambda a: a.reshape((2, h.B) + a.shape[1:]), h.step(*flat))
+    _compare("vmap", got, want)
+    return "vmap over a leading axis == stacked batch"
+
+
+def check_determinism(h: _Harness) -> str:
+    rng = jax.random.PRNGKey(3)
+    _compare("initialize_carry (same rng)", h.cell.initialize_carry(rng, (h.B, h.I)), h.carry0(), exact=True)
+    _compare("params (same rng)", h.init(h.param_key), h.params(), exact=True)
+    _compare("step (same params)", h.step(h.carry0(), h.x0), h.step0(), exact=True)
+    other = h.init(jax.random.PRNGKey(5))
+    same = jax.tree.leaves(jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), other, h.params()))
+    _require(not all(same), "a different rng gave identical params")
+    return "same rng -> identical; different rng -> different params"
+
+
+def check_scan(h: _Harness) -> str:
+    model = h.model()
+    unroll = jax.jit(lambda p, x, c: model.unroll(p, x, carry=c))
+    carry_T, ys = unroll({"cell": h.params()}, h.inputs, h.carry0())
+    _require(ys.shape[:2] == (h.B, h.T), f"unroll outputs have shape {ys.shape}; expected ({h.B}, {h.T}, ...)")
+    _finite("unroll outputs", ys)
+    carry, loop_ys = h.carry0(), []
+    for t in range(h.T):
+        carry, y = h.step(carry, h.inputs[:, t])
+        loop_ys.append(y)
+    _compare("scan outputs", ys, jnp.stack(loop_ys, axis=1))
+    _compare("scan final carry", carry_T, carry)
+    return f"unroll over T={h.T} == Python loop; outputs {tuple(ys.shape)}"
+
+
+CHECKS: tuple[tuple[str, Callable[[_Harness], str]], ...] = (
+    ("carry_init", check_carry_init),
+    ("carry_contract", check_carry_contract),
+    ("output", check_output),
+    ("jit", check_jit),
+    ("gradients", check_gradients),
+    ("vmap", check_vmap),
+    ("determinism", check_determinism),
+    ("scan", check_scan),
+)
+
+
+def check_cell(
+    spec: str | nn.Module,
+    hidden_size: int = 8,
+    input_size: int = 3,
+    batch: int = 2,
+    seq_len: int = 5,
+    options: str | dict[str, Any] = "",
+) -> list[CheckResult]:
+    """Run every conformance check on a cell; never raises for a faulty cell.
+
+    `spec` is a registered name, a `package.module:Class` path (built by `make_cell` with
+    `hidden_size` and `options`) or an already-built flax module (then those two are ignored).
+    """
+    if isinstance(spec, nn.Module):
+        cell = spec
+    else:
+        try:
+            cell = make_cell(spec, hidden_size, options)
+        except Exception as e:  # a faulty cell is reported, not raised
+            return [CheckResult("construct", False, _one_line(e))]
+    results = [CheckResult("construct", True, type(cell).__name__)]
+    harness = _Harness(cell, input_size=input_size, batch=batch, seq_len=max(seq_len, 2))
+    for name, check in CHECKS:
+        try:
+            results.append(CheckResult(name, True, check(harness)))
+        except Exception as e:
+            message = str(e) if isinstance(e, CheckError) else _one_line(e)
+            results.append(CheckResult(name, False, message.splitlines()[0] if message else ""))
+    return results
+
+
+def main(argv: list[str]) -> int:
+    """CLI body: check each positional cell spec; return the exit code."""
+    from absl import flags
+
+    FLAGS = flags.FLAGS
+    specs = argv[1:]
+    if not specs:
+        print(f"usage: python -m cells.conformance package.module:MyCell ... [--flags]; {USAGE_HINT}", file=sys.stderr)
+        return 2
+    failed = False
+    for spec in specs:
+        results = check_cell(
+            spec, FLAGS.hidden_size, FLAGS.input_size, FLAGS.batch, FLAGS.seq_len, options=FLAGS.cell_options
+        )
+        for result in results:
+            print(result)
+        n_pass = sum(r.passed for r in results)
+        print(f"{spec}: {n_pass}/{len(results)} checks passed")
+        failed |= n_pass < len(results)
+    return 1 if failed else 0
+
+
+USAGE_HINT = "flags: --hidden_size --input_size --batch --seq_len --cell_options (see --helpfull)"
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    from absl import flags
+
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        print(f"error: {e}; {USAGE_HINT}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _run() -> None:
+    from absl import app, flags
+
+    flags.DEFINE_integer("hidden_size", 8, "Width of the cell's hidden state.")
+    flags.DEFINE_integer("input_size", 3, "Width of the inputs.")
+    flags.DEFINE_integer("batch", 2, "Batch size of the test inputs.")
+    flags.DEFINE_integer("seq_len", 5, "Sequence length for the gradient and scan checks (at least 2).")
+    flags.DEFINE_string("cell_options", "", "Cell constructor options as key=value,...")
+    logging.getLogger("jax").setLevel(logging.WARNING)
+    app.run(lambda argv: sys.exit(main(argv)), flags_parser=_parse_flags)
+
+
+if __name__ == "__main__":
+    _run()
