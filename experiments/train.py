@@ -92,7 +92,7 @@ class Experiment:
         """One update. A non-finite loss or gradient freezes this seed and marks `diverged_at`."""
         inputs, targets = self.batch(state)
         loss, grads = jax.value_and_grad(self.loss_fn)(state.params, inputs, targets)
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
