@@ -2,12 +2,14 @@
 
 import dataclasses
 import math
+import os
 from typing import Any
 
 import jax
 
 from cells import make_cell
-from tasks import make_task
+from experiments.model import SequenceModel
+from tasks import Task, make_task
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 MAX_SEQ_LEN = 1_000_000
@@ -98,17 +100,35 @@ def validate(config: Config) -> None:
     except ValueError as e:
         flag = "cell_options" if "option" in str(e) else "cell"
         raise ConfigError(f"--{flag}: {e}") from None
-    _check_cell_runs(config, cell, task)
+    model = SequenceModel(cell, task.num_outputs, task.readout, config.remat)
+    _check_cell_runs(config, model, task)
+    _check_memory(config, model, task)
 
 
-def _check_cell_runs(config: Config, cell: Any, task: Any) -> None:
+def _check_cell_runs(config: Config, model: SequenceModel, task: Task) -> None:
     """Trace (not compile) one cell step, so a broken user cell fails here, in one line."""
-    from experiments.model import SequenceModel  # local: model imports nothing from here
-
-    model = SequenceModel(cell, task.num_outputs, task.readout)
     x = jax.ShapeDtypeStruct((1, 2, task.input_size), "float32")
     try:
         jax.eval_shape(lambda x: model.apply(model.init(jax.random.PRNGKey(0), x), x), x)
     except Exception as e:  # noqa: BLE001 - any failure of a user's cell becomes one line
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"--cell={config.cell}: the cell fails on a (1, {task.input_size}) input: {first}") from None
+
+
+def physical_memory_bytes() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _check_memory(config: Config, model: SequenceModel, task: Task, fraction: float = 0.8) -> None:
+    """Refuse a run whose stored activations clearly cannot fit in RAM; suggest --remat."""
+    estimate = lambda m: config.num_seeds * m.activation_bytes(config.batch_size, task.length, task.input_size)  # noqa: E731
+    need, ram = estimate(model), physical_memory_bytes()
+    if need <= fraction * ram:
+        return
+    k = max(2, math.isqrt(task.length))
+    with_remat = estimate(dataclasses.replace(model, remat=k))
+    raise ConfigError(
+        f"--seq_len={config.seq_len}: the backward pass would keep ~{need / 2**30:.1f} GiB of activations, more than "
+        f"{fraction:.0%} of this machine's {ram / 2**30:.1f} GiB; add --remat={k} (~{with_remat / 2**30:.2f} GiB) "
+        f"or lower --batch_size, --hidden_size or --num_seeds"
+    )

@@ -41,9 +41,17 @@ class SequenceModel:
         return self.cell.initialize_carry(jax.random.PRNGKey(0), inputs[:, 0].shape)
 
     def unroll(
-        self, params: Params, inputs: jax.Array, perturbations: Carry | None = None, carry: Carry | None = None
+        self,
+        params: Params,
+        inputs: jax.Array,
+        perturbations: Carry | None = None,
+        carry: Carry | None = None,
+        all_outputs: bool = True,
     ) -> tuple[Carry, jax.Array]:
-        """Run the cell over time; return (final carry, outputs y of shape (B, T, ...)).
+        """Run the cell over time; return (final carry, outputs y (B, T, ...)).
+
+        With `all_outputs=False` only the last output is returned, (B, ...), and the (T, B, ...)
+        stack of outputs is never built.
 
         `perturbations`, a carry pytree with a leading time axis (T, B, ...), is added to
         the carry entering each step: `h_t = cell(h_{t-1} + eps_t, x_t)`. At zero it changes
@@ -59,10 +67,15 @@ class SequenceModel:
             return self.cell.apply({"params": cell_params}, carry, x)
 
         xs = (jnp.swapaxes(inputs, 0, 1), perturbations)
-        carry, ys = self._scan(step, carry, xs, inputs.shape[1])
-        return carry, jnp.swapaxes(ys, 0, 1)
+        if all_outputs:
+            carry, ys = self._scan(step, carry, xs, inputs.shape[1])
+            return carry, jnp.swapaxes(ys, 0, 1)
+        _, y_shape = jax.eval_shape(step, carry, jax.tree.map(lambda a: a[0], xs))
+        last_step = lambda c, x: (step(c[0], x), None)  # noqa: E731  (carry, y) travel together
+        (carry, y), _ = self._scan(last_step, (carry, jnp.zeros(y_shape.shape, y_shape.dtype)), xs, inputs.shape[1])
+        return carry, y
 
-    def _scan(self, step, carry: Carry, xs: Any, length: int) -> tuple[Carry, jax.Array]:
+    def _scan(self, step, carry: Carry, xs: Any, length: int) -> tuple[Carry, jax.Array | None]:
         if self.remat <= 0 or self.remat >= length:
             return jax.lax.scan(step, carry, xs)
         k, n_chunks = self.remat, length // self.remat
@@ -70,15 +83,39 @@ class SequenceModel:
         tail = jax.tree.map(lambda a: a[n_chunks * k :], xs)
         chunk = jax.checkpoint(lambda c, x: jax.lax.scan(step, c, x))
         carry, ys = jax.lax.scan(chunk, carry, head)
-        ys = ys.reshape((n_chunks * k,) + ys.shape[2:])
+        if ys is not None:
+            ys = ys.reshape((n_chunks * k,) + ys.shape[2:])
         if length % k:
             carry, ys_tail = jax.lax.scan(step, carry, tail)
-            ys = jnp.concatenate([ys, ys_tail])
+            ys = None if ys is None else jnp.concatenate([ys, ys_tail])
         return carry, ys
+
+    def activation_bytes(self, batch_size: int, length: int, input_size: int) -> int:
+        """Estimated bytes the backward pass keeps for one sequence batch (no compilation).
+
+        Per step, the cell's vjp residuals with a batch axis (found with `jax.eval_shape`),
+        times T; with `remat = k`: T/k stored carries plus k steps of residuals.
+        """
+        x = jax.ShapeDtypeStruct((batch_size, 2, input_size), jnp.float32)
+
+        def residuals(inputs: jax.Array) -> tuple[Any, Carry]:
+            params = self.init(jax.random.PRNGKey(0), inputs)
+            carry = self.initial_carry(inputs)
+            step = lambda c: self.cell.apply({"params": params["cell"]}, c, inputs[:, 0])  # noqa: E731
+            return jax.vjp(step, carry)[1], carry
+
+        vjp_fn, carry = jax.eval_shape(residuals, x)
+
+        def nbytes(tree: Any) -> int:  # arrays with a batch axis only: parameters are not per step
+            leaves = [leaf for leaf in jax.tree.leaves(tree) if leaf.shape[:1] == (batch_size,)]
+            return sum(leaf.size * leaf.dtype.itemsize for leaf in leaves)
+
+        per_step, carry_bytes = nbytes(vjp_fn), nbytes(carry)
+        if 0 < self.remat < length:
+            return length // self.remat * carry_bytes + self.remat * per_step
+        return length * per_step
 
     def apply(self, params: Params, inputs: jax.Array, perturbations: Carry | None = None) -> jax.Array:
         """Model outputs (logits or regression values) for a (B, T, I) batch."""
-        _, ys = self.unroll(params, inputs, perturbations)
-        if self.readout == "last":
-            ys = ys[:, -1]
+        _, ys = self.unroll(params, inputs, perturbations, all_outputs=self.readout == "all")
         return nn.Dense(self.num_outputs).apply({"params": params["readout"]}, ys)
