@@ -2,6 +2,7 @@
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -43,4 +44,121 @@ def plot_learning_curves(
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
+    save_figure(fig, path)
+
+
+# ---------------------------------------------------------------- gradient diagnostics
+
+
+def _positive(y: Any) -> np.ndarray:
+    """NaN where y <= 0 or non-finite, so a log axis leaves a gap instead of failing."""
+    y = np.asarray(y, np.float64)
+    return np.where(np.isfinite(y) & (y > 0), y, np.nan)
+
+
+def plot_step_curves(
+    curves: Sequence[dict[str, Any]],
+    path: str | Path,
+    title: str,
+    ylabel: str,
+    xlabel: str = "time step t",
+    note: str | None = None,
+) -> None:
+    """Per-time-step curves on a log y axis, one line per entry, with an optional shaded band.
+
+    Each curve: {"label": str, "x": (T,), "y": (T,), optional "lo", "hi": (T,) band edges}.
+    `note` is printed in the lower right corner (e.g. the index convention).
+    """
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    for i, c in enumerate(curves):
+        color = f"C{i % 10}"
+        ax.plot(c["x"], _positive(c["y"]), color=color, lw=1.6, label=c["label"])
+        if c.get("lo") is not None and c.get("hi") is not None:
+            ax.fill_between(c["x"], _positive(c["lo"]), _positive(c["hi"]), color=color, alpha=0.18, lw=0)
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="best", fontsize=9)
+    if note:
+        ax.text(0.99, 0.01, note, transform=ax.transAxes, ha="right", va="bottom", fontsize=7, color="0.35")
+    save_figure(fig, path)
+
+
+def plot_jacobian_sigma(curves: Sequence[dict[str, Any]], path: str | Path, title: str) -> None:
+    """sigma_max(dh_T/dh_t) against the number of steps T - t, log-log, one line per entry.
+
+    Each curve: {"label": str, "distance": (K,) = T - t, "sigma": (K,), optional "std": (K,)}.
+    """
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    for i, c in enumerate(curves):
+        color = f"C{i % 10}"
+        d, s = np.asarray(c["distance"]), _positive(c["sigma"])
+        ax.plot(d, s, "o-", color=color, ms=3.5, lw=1.6, label=c["label"])
+        if c.get("std") is not None:
+            std = np.asarray(c["std"])
+            ax.fill_between(d, _positive(s - std), _positive(s + std), color=color, alpha=0.18, lw=0)
+    ax.axhline(1.0, color="0.5", lw=0.8, ls="--")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("steps T - t between the carries")
+    ax.set_ylabel(r"$\sigma_{\max}(\partial h_T / \partial h_t)$")
+    ax.set_title(title)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="best", fontsize=9)
+    save_figure(fig, path)
+
+
+def _edges(centers: np.ndarray) -> np.ndarray:
+    """Cell edges around sorted centres (midpoints; the outer cells as wide as their neighbours)."""
+    c = np.asarray(centers, np.float64)
+    if c.size < 2:
+        return np.array([c[0] - 0.5, c[0] + 0.5]) if c.size else np.array([0.0, 1.0])
+    mid = (c[1:] + c[:-1]) / 2
+    return np.concatenate([[2 * c[0] - mid[0]], mid, [2 * c[-1] - mid[-1]]])
+
+
+def plot_heatmap(
+    steps: Any, t: Any, values: Any, path: str | Path, title: str, xlabel: str = "time step t", cbar_label: str = ""
+) -> None:
+    """A (training step x time step) image of log10 `values` (R, T); rows = `steps` (R,), columns = `t` (T,)."""
+    values = np.asarray(values, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logv = np.where(values > 0, np.log10(values), np.nan)
+    steps, t = np.asarray(steps), np.asarray(t)
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    # cells are centred on their own training step and time step, so uneven spacing stays honest
+    t_edges, step_edges = _edges(t), _edges(steps)
+    mesh = ax.pcolormesh(t_edges, step_edges, logv, shading="flat", cmap="viridis")
+    fig.colorbar(mesh, ax=ax, label=cbar_label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("training step")
+    ax.set_title(title)
+    save_figure(fig, path)
+
+
+def plot_training_grad_norm(runs: Sequence[dict[str, Any]], path: str | Path, title: str) -> None:
+    """Pre-clip global gradient norm per logging step (mean and max over the interval) and clipped fraction.
+
+    Each run: {"label", "steps" (N,), "grad_norm" (N,), "grad_norm_max" (N,), "clipped_fraction" (N,),
+    optional "clip_norm" (float, drawn as a dashed line when > 0)}.
+    """
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+    for i, r in enumerate(runs):
+        color = f"C{i % 10}"
+        ax.plot(r["steps"], _positive(r["grad_norm"]), color=color, lw=1.6, label=f"{r['label']} mean")
+        ax.plot(r["steps"], _positive(r["grad_norm_max"]), color=color, lw=0.9, ls=":", label=f"{r['label']} max")
+        ax2.plot(r["steps"], np.asarray(r["clipped_fraction"], np.float64), color=color, lw=1.4, label=r["label"])
+        if r.get("clip_norm"):
+            ax.axhline(r["clip_norm"], color=color, lw=0.8, ls="--", label=f"{r['label']} clip_norm")
+    ax.set_yscale("log")
+    ax.set_ylabel("pre-clip global grad norm")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    ax2.set_ylim(-0.03, 1.03)
+    ax2.set_ylabel("clipped fraction")
+    ax2.set_xlabel("training step")
+    ax2.grid(True, alpha=0.3)
     save_figure(fig, path)
