@@ -196,7 +196,7 @@ def train_and_evaluate(config: Config, workdir: str | Path) -> dict[str, Any]:
     if start:
         state = checkpoints.restore(start, state)
         logging.info("resuming %s from step %d", workdir, start)
-    io.write_jsonl(metrics_path, [r for r in io.read_jsonl(metrics_path) if r["step"] <= start])
+    io.write_jsonl(metrics_path, [r for r in io.read_jsonl(metrics_path) if start and r["step"] <= start])
 
     step_fn = jax.jit(jax.vmap(exp.train_step), donate_argnums=0)
     eval_fn = jax.jit(jax.vmap(exp.evaluate, in_axes=(0, None)))

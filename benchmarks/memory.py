@@ -1,0 +1,81 @@
+"""Peak memory and step time of training with and without `--remat`, side by side in one run.
+
+    python -m benchmarks.memory                    # adding, T=5000, H=128, B=50, lstm/gru/rnn
+    python -m benchmarks.memory --preset=quick     # seconds; what the test runs
+
+Each configuration trains for a few steps in its own `python -m experiments.train` process;
+its peak RSS comes from `os.wait4` (the child's own `ru_maxrss`), its step time from the
+run's `results.json` (compilation excluded). The estimate column is what
+`experiments.config` uses to refuse runs that cannot fit (`SequenceModel.activation_bytes`).
+"""
+
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from absl import app, flags
+
+from cells import make_cell
+from experiments import io
+from experiments.model import SequenceModel
+from experiments.report import fmt, markdown_table
+from tasks import make_task
+
+PRESETS = {
+    "full": dict(seq_len=5000, hidden_size=128, batch_size=50, steps=6),
+    "quick": dict(seq_len=200, hidden_size=16, batch_size=8, steps=4),
+}
+flags.DEFINE_enum("preset", "full", list(PRESETS), "Problem size.")
+flags.DEFINE_string("cells", "lstm,gru,rnn", "Cells to measure.")
+flags.DEFINE_integer("remat", 0, "Chunk length with remat; 0 = sqrt(T).")
+flags.DEFINE_string("out", "", "Also write the table to this Markdown file.")
+FLAGS = flags.FLAGS
+
+
+def measure(cell: str, remat: int, preset: dict, workdir: Path) -> dict:
+    """Train a few steps in a child process; return its peak RSS and steps/s."""
+    sizes = [f"--{k}={v}" for k, v in preset.items()]
+    args = [
+        sys.executable, "-m", "experiments.train", f"--cell={cell}", "--task=adding", f"--remat={remat}", *sizes,
+        "--eval_every=2", "--eval_size=10", "--checkpoint_every=0", f"--workdir={workdir}",
+    ]  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    stderr = proc.stderr.read()
+    if status != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{stderr[-2000:]}")
+    results = io.read_json(workdir / "results.json")
+    return {"peak_rss_gib": usage.ru_maxrss / 2**20, "steps_per_s": results["steps_per_s"]}
+
+
+def main(argv: list[str]) -> None:
+    preset = PRESETS[FLAGS.preset]
+    T = preset["seq_len"]
+    k = FLAGS.remat or math.isqrt(T)
+    task = make_task("adding", T)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for cell in FLAGS.cells.split(","):
+            measured = {}
+            for remat in (0, k):
+                model = SequenceModel(make_cell(cell, preset["hidden_size"]), 1, "last", remat)
+                estimate = model.activation_bytes(preset["batch_size"], task.length, task.input_size) / 2**30
+                m = measure(cell, remat, preset, Path(tmp) / f"{cell}_{remat}")
+                measured[remat] = m
+                rows.append([cell, remat or "off", fmt(estimate), fmt(m["peak_rss_gib"]), fmt(1 / m["steps_per_s"])])
+            rows[-1].append(fmt(measured[0]["peak_rss_gib"] / measured[k]["peak_rss_gib"]))
+            rows[-1].append(fmt(measured[0]["steps_per_s"] / measured[k]["steps_per_s"]))
+            rows[-2] += ["", ""]
+    headers = ["cell", "remat", "activations estimate GiB", "peak RSS GiB", "s/step", "RSS off/remat", "time remat/off"]
+    title = f"adding T={T}, hidden {preset['hidden_size']}, batch {preset['batch_size']}, remat chunk {k}"
+    table = f"{title}\n\n{markdown_table(headers, rows)}"
+    print(table)
+    if FLAGS.out:
+        io.atomic_write(FLAGS.out, lambda f: f.write(table + "\n"))
+
+
+if __name__ == "__main__":
+    app.run(main)
