@@ -162,3 +162,33 @@ def plot_training_grad_norm(runs: Sequence[dict[str, Any]], path: str | Path, ti
     ax2.set_xlabel("training step")
     ax2.grid(True, alpha=0.3)
     save_figure(fig, path)
+
+
+def plot_metric_vs_length(
+    seq_lens: Sequence[int],
+    finals: Mapping[str, Sequence[Sequence[float]]],
+    baseline: float,
+    metric_name: str,
+    path: str | Path,
+    title: str = "",
+) -> None:
+    """Final metric against T, one line per cell: mean over seeds with min-max error bars, log-log.
+
+    `finals[cell][j]` holds the per-seed values at `seq_lens[j]`.
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for cell, per_len in finals.items():
+        values = [np.asarray(v, dtype=float) for v in per_len]
+        mean = np.array([v.mean() for v in values])
+        err = np.array([[m - v.min(), v.max() - m] for m, v in zip(mean, values, strict=True)]).T
+        ax.errorbar(seq_lens, mean, yerr=err, marker="o", capsize=3, label=cell)
+    ax.axhline(baseline, color="k", ls="--", lw=1, label=f"baseline {baseline:.3g}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks(list(seq_lens), [str(T) for T in seq_lens])
+    ax.set_xlabel("sequence length T")
+    ax.set_ylabel(metric_name)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    save_figure(fig, path)

@@ -1,0 +1,323 @@
+"""Reproduction tables: which cell fails at which length, beside the published numbers.
+
+    python -m benchmarks.tables --table=adding --preset=quick --results_dir=benchmarks/results
+    python -m benchmarks.tables --table=copy --preset=paper --cells=lstm --seq_lens=100,200
+
+Tables: `adding` and `copy` train every (cell, T) of the grid — all seeds of a grid point in
+one program (`--num_seeds`, vmapped) — through `experiments.train.train_and_evaluate`, with
+gradient diagnostics at initialisation and at the end; `gradients` measures the diagnostics
+at initialisation only (no training). Each grid point is a workdir under
+`<results_dir>/<table>/`; a finished one is skipped and an unfinished one resumes, so a sweep
+killed midway loses nothing. Writes `<table>.md`, `<table>.csv` and PNG plots.
+Published figures come from `benchmarks/published.csv` (source, table, setting).
+"""
+
+import csv
+import dataclasses
+import io as _io
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import flags
+
+from experiments import io
+from experiments.config import Config, ConfigError, validate
+from experiments.diagnostics import TrainingRecorder
+from experiments.flags import list_flag, run
+from experiments.plots import plot_learning_curves, plot_metric_vs_length
+from experiments.report import markdown_table, mean_std
+from experiments.train import Experiment, _versions, train_and_evaluate
+
+PUBLISHED = Path(__file__).with_name("published.csv")
+TABLES = ("adding", "copy", "gradients")
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    """A preset: the cells x lengths grid and the training settings shared by its points."""
+
+    cells: tuple[str, ...]
+    seq_lens: tuple[int, ...]
+    num_seeds: int
+    steps: int
+    hidden_size: int
+    batch_size: int
+    learning_rate: float
+    optimizer: str
+    eval_every: int
+    eval_size: int = 1000
+    clip_norm: float = 1.0
+
+
+CELLS3 = ("rnn", "lstm", "gru")
+PRESETS: dict[str, dict[str, Grid]] = {
+    "smoke": {
+        "adding": Grid(("rnn", "gru"), (6, 12), 2, 20, 8, 8, 1e-3, "adam", 10, eval_size=32),
+        "copy": Grid(("rnn", "gru"), (5, 10), 2, 20, 8, 8, 1e-3, "adam", 10, eval_size=32),
+        "gradients": Grid(("rnn", "lstm"), (10, 20), 2, 0, 8, 8, 1e-3, "adam", 1),
+    },
+    "quick": {
+        "adding": Grid(CELLS3, (50, 100, 200), 2, 2000, 64, 50, 1e-3, "adam", 100, eval_size=500),
+        "copy": Grid(CELLS3, (10, 20, 40), 2, 3000, 64, 50, 1e-3, "adam", 100, eval_size=500),
+        "gradients": Grid(CELLS3, (50, 100, 200, 500, 1000), 3, 0, 128, 32, 1e-3, "adam", 1),
+    },
+    # The literature's grid (see README): hidden 128, 3 seeds. Adding as Li et al. 2018 / LEM
+    # (batch 50, Adam); copy as the uRNN/EURNN protocol (batch 128... here 20 as uRNN, RMSprop 1e-3).
+    "paper": {
+        "adding": Grid(CELLS3, (100, 200, 400, 750), 3, 10000, 128, 50, 1e-3, "adam", 250),
+        "copy": Grid(CELLS3, (100, 200, 500, 1000), 3, 20000, 128, 20, 1e-3, "rmsprop", 500),
+        "gradients": Grid(CELLS3, (100, 200, 400, 750, 1000), 3, 0, 128, 32, 1e-3, "adam", 1),
+    },
+}
+
+
+def grid_from_flags(table: str, preset: str, overrides: dict[str, Any]) -> Grid:
+    grid = PRESETS[preset][table]
+    return dataclasses.replace(grid, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def point_config(table: str, task: str, grid: Grid, cell: str, seq_len: int) -> Config:
+    """The Config of one grid point; diagnostics at step 0 and at the last step."""
+    return Config(
+        cell=cell, task=task, seq_len=seq_len, hidden_size=grid.hidden_size, batch_size=grid.batch_size,
+        steps=max(grid.steps, 1), optimizer=grid.optimizer, learning_rate=grid.learning_rate,
+        clip_norm=grid.clip_norm, eval_every=min(grid.eval_every, max(grid.steps, 1)), eval_size=grid.eval_size,
+        num_seeds=grid.num_seeds, checkpoint_every=grid.eval_every * 10, diag_every=max(grid.steps, 1),
+    )  # fmt: skip
+
+
+def point_dir(results_dir: Path, table: str, config: Config) -> Path:
+    return results_dir / table / f"{config.cell.replace(':', '_').replace('.', '_')}_T{config.seq_len}"
+
+
+def run_point(table: str, config: Config, workdir: Path) -> dict[str, Any]:
+    """Train (or measure, for `gradients`) one grid point unless it already finished."""
+    done = workdir / ("diagnostics.jsonl" if table == "gradients" else "results.json")
+    if _finished(table, config, workdir, done):
+        print(f"  {workdir.name}: finished earlier, skipped", flush=True)
+        return _load_point(table, workdir)
+    t0 = time.perf_counter()
+    if table == "gradients":
+        exp = Experiment(config)
+        params = jax.jit(jax.vmap(exp.init_state))(jnp.arange(config.num_seeds)).params
+        io.write_json(workdir / "config.json", config.to_dict())
+        TrainingRecorder(exp, workdir, jacobian_points_count=8)(0, params)
+    else:
+        train_and_evaluate(config, workdir)
+    print(f"  {workdir.name}: {time.perf_counter() - t0:.0f}s", flush=True)
+    return _load_point(table, workdir)
+
+
+def _finished(table: str, config: Config, workdir: Path, done: Path) -> bool:
+    saved = workdir / "config.json"
+    if not (done.exists() and saved.exists() and Config.from_dict(io.read_json(saved)) == config):
+        return False
+    return table == "gradients" or io.read_json(done)["steps_done"] >= config.steps
+
+
+def _load_point(table: str, workdir: Path) -> dict[str, Any]:
+    diag = io.read_jsonl(workdir / "diagnostics.jsonl")
+    first = min((r["step"] for r in diag), default=0)
+    last = max((r["step"] for r in diag), default=0)
+    point = {
+        "diag_init": [r for r in diag if r["step"] == first],
+        "diag_end": [r for r in diag if r["step"] == last and last > first],
+    }
+    if table != "gradients":
+        point["results"] = io.read_json(workdir / "results.json")
+        point["metrics"] = io.read_jsonl(workdir / "metrics.jsonl")
+    return point
+
+
+def _grad_entry(diag: list[dict]) -> str:
+    if not diag:
+        return "-"
+    decay = mean_std([r["carry"]["decay_rate"] for r in diag], 2)
+    horizon = mean_std([r["carry"]["horizon"] for r in diag], 2)
+    return f"{decay} dec/step, horizon {horizon}"
+
+
+def metric_entry(results: dict[str, Any]) -> str:
+    """'mean ± std' of the headline metric, solved fraction, steps to solve, divergences."""
+    seeds = results["seeds"]
+    key = "ratio" if results["task"] == "copy" else "loss"
+    parts = [mean_std([s["final"][key] for s in seeds])]
+    if results["task"] == "copy":
+        parts.append(f"recall {mean_std([s['final']['recall_accuracy'] for s in seeds], 2)}")
+    solved = [s["solved_at_step"] for s in seeds if s["solved"]]
+    parts.append(f"solved {len(solved)}/{len(seeds)}" + (f" @ {int(np.median(solved))}" if solved else ""))
+    diverged = [s["diverged_at_step"] for s in seeds if s["diverged_at_step"] is not None]
+    if diverged:
+        parts.append(f"**{len(diverged)} diverged** (step {min(diverged)})")
+    return "<br>".join(parts)
+
+
+def published_rows(task: str) -> list[dict[str, str]]:
+    with open(PUBLISHED, newline="") as f:
+        return [r for r in csv.DictReader(f) if r["task"] == task]
+
+
+def _matches(row: dict[str, str], cell: str, seq_len: int) -> bool:
+    low, high = int(row["seq_len_min"]), int(row["seq_len_max"] or 10**9)
+    return row["cell"] == cell and low <= seq_len <= high
+
+
+def render(table: str, task: str, grid: Grid, points: dict, command: str, wall: float) -> str:
+    """The Markdown report of one table."""
+    cells, lens = grid.cells, grid.seq_lens
+    head = [
+        f"# `{table}` table", "",
+        f"Command: `{command}`  ", f"Wall time: {wall / 60:.1f} min on {_machine()}  ",
+        f"Versions: {', '.join(f'{k} {v}' for k, v in _versions().items())}  ",
+        f"Settings: task {task}, hidden {grid.hidden_size}, batch {grid.batch_size}, {grid.optimizer} lr "
+        f"{grid.learning_rate}, clip {grid.clip_norm}, {grid.steps} steps, {grid.num_seeds} seeds per point, "
+        f"eval on {grid.eval_size} held-out sequences. LSTM forget bias 1.0 (default).", "",
+    ]  # fmt: skip
+    out = head
+    if table != "gradients":
+        what = "CE / baseline (10 ln 8/(T+20))" if task == "copy" else "MSE (baseline 1/6 = 0.167)"
+        out += [f"## Final held-out {what}, mean ± std over seeds", ""]
+        rows = [[c, *(metric_entry(points[c, T]["results"]) for T in lens)] for c in cells]
+        out += [markdown_table(["cell", *(f"T={T}" for T in lens)], rows), ""]
+    out += ["## Gradient decay of ||dL/dh_t|| (fitted decades per step; horizon in steps, 1% of max)", ""]
+    phases = [("init", "diag_init")] + ([("end", "diag_end")] if table != "gradients" else [])
+    rows = [[c, phase, *(_grad_entry(points[c, T][key]) for T in lens)] for c in cells for phase, key in phases]
+    out += [markdown_table(["cell", "when", *(f"T={T}" for T in lens)], rows), ""]
+    published = published_rows(task) if table != "gradients" else []
+    if published:
+        out += ["## Published, beside ours", ""]
+        rows = []
+        for r in published:
+            ours = [
+                f"T={T}: " + metric_entry(points[r["cell"], T]["results"]).split("<br>")[0]
+                for T in lens
+                if r["cell"] in cells and _matches(r, r["cell"], T) and table != "gradients"
+            ]
+            span = _span(r["seq_len_min"], r["seq_len_max"])
+            result = " ".join(x for x in (r["metric"] + " " + r["value"] if r["value"] else "", r["outcome"]) if x)
+            rows.append([f"{r['source']}, {r['where']}", r["cell"], span, result, r["setting"], "; ".join(ours) or "-"])
+        out += [markdown_table(["source", "cell", "T", "published", "their setting", "ours"], rows), ""]
+    return "\n".join(out)
+
+
+def _span(low: str, high: str) -> str:
+    if not high:
+        return f"≥{low}"
+    return low if low == high else (f"≤{high}" if low == "1" else f"{low}–{high}")
+
+
+def write_csv(path: Path, table: str, points: dict) -> None:
+    rows = []
+    for (cell, T), p in points.items():
+        diag = {(r["seed"], ph): r for ph in ("diag_init", "diag_end") for r in p[ph]}
+        seeds = p["results"]["seeds"] if "results" in p else [{"seed": r["seed"]} for r in p["diag_init"]]
+        for s in seeds:
+            row = {"table": table, "cell": cell, "seq_len": T, "seed": s["seed"]}
+            row.update({f"final_{k}": v for k, v in s.get("final", {}).items()})
+            row.update({k: s.get(k) for k in ("solved", "solved_at_step", "diverged_at_step") if k in s})
+            for ph in ("diag_init", "diag_end"):
+                if (s["seed"], ph) in diag:
+                    carry = diag[s["seed"], ph]["carry"]
+                    row.update({f"{ph}_decay_rate": carry["decay_rate"], f"{ph}_horizon": carry["horizon"]})
+            rows.append(row)
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    buf = _io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    io.atomic_write(path, lambda f: f.write(buf.getvalue()))
+
+
+def write_plots(out_dir: Path, table: str, grid: Grid, points: dict) -> list[Path]:
+    if table == "gradients":
+        return []
+    paths, metric = [], "ratio" if table == "copy" else "loss"
+    for T in grid.seq_lens:
+        curves = {}
+        for c in grid.cells:
+            records = points[c, T]["metrics"]
+            steps = sorted({r["step"] for r in records})
+            curves[c] = (steps, np.array([[r[f"eval_{metric}"] for r in records if r["step"] == s] for s in steps]))
+        any_result = points[grid.cells[0], T]["results"]
+        baseline, name = (1.0, "CE / baseline") if table == "copy" else (any_result["baseline"], "MSE")
+        path = out_dir / f"{table}_curves_T{T}.png"
+        plot_learning_curves(curves, baseline, name, path, f"{table}, T={T}, hidden {grid.hidden_size}")
+        paths.append(path)
+    finals = {
+        c: [[s["final"][metric] for s in points[c, T]["results"]["seeds"]] for T in grid.seq_lens] for c in grid.cells
+    }
+    path = out_dir / f"{table}_final_vs_T.png"
+    baseline, name = (1.0, "final CE / baseline") if table == "copy" else (1 / 6, "final MSE")
+    plot_metric_vs_length(grid.seq_lens, finals, baseline, name, path, f"{table}: final metric against length")
+    return [*paths, path]
+
+
+def _machine() -> str:
+    import os
+
+    return f"{os.cpu_count()} CPU cores ({jax.devices()[0].platform})"
+
+
+def main(argv: list[str]) -> None:
+    F = flags.FLAGS
+    if F.table not in TABLES:
+        raise ConfigError(f"--table={F.table!r}: must be one of {', '.join(TABLES)}")
+    if F.preset not in PRESETS:
+        raise ConfigError(f"--preset={F.preset!r}: must be one of {', '.join(PRESETS)}")
+    task = F.task if F.table == "gradients" else F.table
+    overrides = {
+        "cells": tuple(list_flag(F.cells, "cells")) if F.cells else None,
+        "seq_lens": _int_list(F.seq_lens, "seq_lens") if F.seq_lens else None,
+        "num_seeds": F.num_seeds, "steps": F.steps, "hidden_size": F.hidden_size, "batch_size": F.batch_size,
+        "learning_rate": F.learning_rate, "optimizer": F.optimizer,
+    }  # fmt: skip
+    grid = grid_from_flags(F.table, F.preset, overrides)
+    results_dir = Path(F.results_dir)
+    configs = {(c, T): point_config(F.table, task, grid, c, T) for c in grid.cells for T in grid.seq_lens}
+    for config in configs.values():  # the whole grid is checked before the first point trains
+        validate(config)
+    out_dir = results_dir / F.table
+    t0 = time.perf_counter()
+    print(f"{F.table} table, preset {F.preset}: {len(configs)} grid points x {grid.num_seeds} seeds", flush=True)
+    points = {key: run_point(F.table, c, point_dir(results_dir, F.table, c)) for key, c in configs.items()}
+    command = "python -m benchmarks.tables " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    wall = sum(p["results"]["wall_time_s"] for p in points.values()) if F.table != "gradients" else None
+    report = render(F.table, task, grid, points, command, wall or time.perf_counter() - t0)
+    plots = write_plots(out_dir, F.table, grid, points)
+    report += "\n" + "\n".join(f"![{p.stem}]({p.name})" for p in plots) + "\n"
+    io.atomic_write(out_dir / f"{F.table}.md", lambda f: f.write(report))
+    write_csv(out_dir / f"{F.table}.csv", F.table, points)
+    print(report)
+
+
+def _int_list(value: str, name: str) -> tuple[int, ...]:
+    items = list_flag(value, name)
+    if not all(s.isdigit() for s in items):
+        raise ConfigError(f"--{name}={value!r}: must be a comma-separated list of positive integers")
+    return tuple(int(s) for s in items)
+
+
+def define_flags() -> None:
+    flags.DEFINE_string("table", "adding", f"Which table: {', '.join(TABLES)}.")
+    flags.DEFINE_string("preset", "quick", f"Grid and budget: {', '.join(PRESETS)}.")
+    flags.DEFINE_string("results_dir", "benchmarks/results", "Where grid points, tables and plots go.")
+    flags.DEFINE_string("task", "adding", "Task of the gradients table (adding or copy).")
+    flags.DEFINE_string("cells", None, "Override: comma-separated cells.")
+    flags.DEFINE_string("seq_lens", None, "Override: comma-separated lengths T.")
+    flags.DEFINE_integer("num_seeds", None, "Override: seeds per grid point (trained together, vmapped).")
+    flags.DEFINE_integer("steps", None, "Override: training steps.")
+    flags.DEFINE_integer("hidden_size", None, "Override: hidden size.")
+    flags.DEFINE_integer("batch_size", None, "Override: batch size.")
+    flags.DEFINE_float("learning_rate", None, "Override: learning rate.")
+    flags.DEFINE_string("optimizer", None, "Override: adam, rmsprop or sgd.")
+
+
+if __name__ == "__main__":
+    define_flags()
+    run(main)

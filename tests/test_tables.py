@@ -1,0 +1,84 @@
+"""benchmarks.tables end to end on its smoke preset: tables, CSV, plots, resume, published data."""
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.tables import PRESETS, PUBLISHED, _matches, metric_entry
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def tables(*args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "benchmarks.tables", *args]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_smoke_preset_writes_tables_and_resumes(tmp_path):
+    proc = tables("--table=adding", "--preset=smoke", f"--results_dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "adding"
+    report = (out / "adding.md").read_text()
+    grid = PRESETS["smoke"]["adding"]
+    for cell in grid.cells:
+        assert f"| {cell} |" in report
+    assert "## Published, beside ours" in report and "Bai, Kolter & Koltun 2018" in report
+    assert "Versions: python" in report and "Command: `python -m benchmarks.tables" in report
+    rows = read_csv(out / "adding.csv")
+    assert len(rows) == len(grid.cells) * len(grid.seq_lens) * grid.num_seeds
+    assert {"final_loss", "diag_init_decay_rate", "diag_end_horizon", "solved_at_step"} <= set(rows[0])
+    for T in grid.seq_lens:
+        assert (out / f"adding_curves_T{T}.png").stat().st_size > 0
+    assert (out / "adding_final_vs_T.png").stat().st_size > 0
+
+    again = tables("--table=adding", "--preset=smoke", f"--results_dir={tmp_path}")
+    assert again.returncode == 0 and again.stdout.count("finished earlier, skipped") == len(rows) // grid.num_seeds
+    assert read_csv(out / "adding.csv") == rows
+
+
+@pytest.mark.slow
+def test_gradients_table_and_bad_flags(tmp_path):
+    proc = tables("--table=gradients", "--preset=smoke", f"--results_dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = (tmp_path / "gradients" / "gradients.md").read_text()
+    assert "dec/step" in report and "| lstm | init |" in report
+    bad_flags = ((["--table=addition"], "--table"), (["--seq_lens=10,x"], "--seq_lens"), (["--cells=lstm,"], "--cells"))
+    for args, flag in bad_flags:
+        bad = tables(*args, f"--results_dir={tmp_path}")
+        assert bad.returncode == 2 and flag in bad.stderr and "Traceback" not in bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_published_figures_are_well_formed():
+    rows = read_csv(PUBLISHED)
+    assert rows and all(r["source"] and r["where"] and r["task"] in ("copy", "adding") for r in rows)
+    for r in rows:
+        assert r["value"] or r["outcome"]
+        if r["value"]:
+            float(r["value"])
+    tcn_gru = next(r for r in rows if r["cell"] == "gru" and r["task"] == "adding")
+    assert float(tcn_gru["value"]) == 5.3e-5 and _matches(tcn_gru, "gru", 600) and not _matches(tcn_gru, "gru", 601)
+    open_ended = next(r for r in rows if r["cell"] == "lstm" and r["task"] == "adding" and not r["seq_len_max"])
+    assert _matches(open_ended, "lstm", 10_000)
+
+
+def test_metric_entry_marks_solved_and_diverged_seeds():
+    results = {
+        "task": "adding",
+        "seeds": [
+            {"final": {"loss": 0.001}, "solved": True, "solved_at_step": 400, "diverged_at_step": None},
+            {"final": {"loss": 0.003}, "solved": True, "solved_at_step": 600, "diverged_at_step": None},
+            {"final": {"loss": 0.2}, "solved": False, "solved_at_step": None, "diverged_at_step": 17},
+        ],
+    }
+    entry = metric_entry(results)
+    assert "solved 2/3 @ 500" in entry and "1 diverged** (step 17)" in entry
