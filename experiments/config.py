@@ -3,6 +3,7 @@
 import dataclasses
 import math
 import os
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -113,6 +114,19 @@ def _check_cell_runs(config: Config, model: SequenceModel, task: Task) -> None:
     except Exception as e:  # noqa: BLE001 - any failure of a user's cell becomes one line
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"--cell={config.cell}: the cell fails on a (1, {task.input_size}) input: {first}") from None
+
+
+def check_workdir(workdir: str | os.PathLike) -> Path:
+    """Create `workdir` if needed and make sure files can be written there; ConfigError otherwise."""
+    path = Path(workdir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write_probe"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"--workdir={workdir}: not writable ({e.strerror or e})") from None
+    return path
 
 
 def physical_memory_bytes() -> int:

@@ -15,7 +15,6 @@ train_grad_norm.png (from its metrics.jsonl).
 """
 
 import dataclasses
-import math
 import re
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,8 @@ import numpy as np
 
 from experiments import diagnostics as diag
 from experiments import io
-from experiments.config import Config, ConfigError, validate
+from experiments.config import Config, ConfigError, check_workdir, validate
+from experiments.report import fmt, markdown_table
 
 INDEX_CONVENTION = (
     "Position i = 0..T-1 of a per-step array is step t = i + 1: carry gradient ||dL/dh_i|| (h_i = carry after "
@@ -96,18 +96,6 @@ def check_same_task(specs: list[Spec]) -> None:
     if len(kinds) > 1:
         listed = "; ".join(f"{s.source}: --task={s.config.task} --seq_len={s.config.seq_len}" for s in specs)
         raise ConfigError(f"runs must share --task and --seq_len to be compared; got {listed}")
-
-
-def check_workdir(workdir: str) -> Path:
-    path = Path(workdir)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write_probe"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise ConfigError(f"--workdir={workdir}: not writable ({e.strerror or e})") from None
-    return path
 
 
 # ---------------------------------------------------------------------------- measuring
@@ -196,21 +184,6 @@ def measure_specs(
 # ---------------------------------------------------------------------------- table and files
 
 
-def fmt(x: Any) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "-" if x is None or math.isnan(x) else str(x)
-    if isinstance(x, int):
-        return str(x)
-    return f"{x:.3g}" if x == 0 or 1e-3 <= abs(x) < 1e4 else f"{x:.2e}"
-
-
-def _table(headers: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    return "\n".join(
-        lines + ["| " + " | ".join(fmt(c) if not isinstance(c, str) else c for c in r) + " |" for r in rows]
-    )
-
-
 def markdown_tables(runs: list[Run], length: int, horizon_fraction: float) -> str:
     """The headline table (whole carry) and, for multi-leaf carries, one row per leaf."""
     trained = any(r.training for r in runs)
@@ -226,7 +199,7 @@ def markdown_tables(runs: list[Run], length: int, horizon_fraction: float) -> st
             t = r.training or {}
             row += [t.get("last_grad_norm"), t.get("clipped_fraction_mean")]
         rows.append(row)
-    text = _table(headers, rows)
+    text = markdown_table(headers, [[c if isinstance(c, str) else fmt(c) for c in r] for r in rows])
     leaf_rows = [
         [r.label, name, leaf["first"], leaf["last"], leaf["ratio_first_last"], leaf["decay_rate"], leaf["horizon"]]
         for r in runs
@@ -235,7 +208,8 @@ def markdown_tables(runs: list[Run], length: int, horizon_fraction: float) -> st
     ]
     if leaf_rows:
         leaf_headers = ["run", "carry leaf", "‖dL/dh_0‖", f"‖dL/dh_{length - 1}‖", "first/last", "decay", "horizon"]
-        text += "\n\n" + _table(leaf_headers, leaf_rows)
+        leaf_rows = [[c if isinstance(c, str) else fmt(c) for c in r] for r in leaf_rows]
+        text += "\n\n" + markdown_table(leaf_headers, leaf_rows)
     note = (
         f"\nT = {length} steps; ‖dL/dh_i‖: batch-mean norm of the gradient w.r.t. the carry entering step i+1 "
         f"(h_0 = initial carry), whole carry; decay: fitted slope of log10 ‖dL/dh_i‖ per step (> 0: vanishing "

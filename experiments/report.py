@@ -6,14 +6,16 @@ from typing import Any
 
 
 def fmt(x: Any, digits: int = 3) -> str:
-    """Compact number: 3 significant digits, scientific below 1e-3; '-' for None/NaN."""
+    """Compact number: 3 significant digits, scientific below 1e-3 and from 1e4; '-' for None/NaN."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
+    if isinstance(x, float) and math.isinf(x):
+        return str(x)
     if isinstance(x, bool | str):
         return str(x)
     if isinstance(x, int):
         return str(x)
-    return f"{x:.{digits}g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.{digits - 1}e}"
+    return f"{x:.{digits}g}" if 1e-3 <= abs(x) < 1e4 or x == 0 else f"{x:.{digits - 1}e}"
 
 
 def mean_std(values: Sequence[float], digits: int = 3) -> str:

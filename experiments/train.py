@@ -24,7 +24,7 @@ from absl import logging
 from cells import make_cell
 from experiments import io
 from experiments.checkpoint import Checkpoints
-from experiments.config import Config, ConfigError, validate
+from experiments.config import Config, ConfigError, check_workdir, validate
 from experiments.model import SequenceModel
 from tasks import Task, make_task
 
@@ -164,16 +164,6 @@ def check_resumable(config: Config, workdir: Path) -> None:
         raise ConfigError(f"--workdir={workdir} holds a run with other settings: {fields}; use a new --workdir")
 
 
-def _check_workdir(workdir: Path) -> None:
-    try:
-        workdir.mkdir(parents=True, exist_ok=True)
-        probe = workdir / ".write_probe"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise ConfigError(f"--workdir={workdir}: not writable ({e.strerror or e})") from None
-
-
 def train_and_evaluate(config: Config, workdir: str | Path) -> dict[str, Any]:
     """Train `config.num_seeds` seeds of one (cell, task, T) together; write and return results.
 
@@ -182,8 +172,7 @@ def train_and_evaluate(config: Config, workdir: str | Path) -> dict[str, Any]:
     its latest checkpoint; SIGTERM/SIGINT save a checkpoint and return early.
     """
     validate(config)
-    workdir = Path(workdir)
-    _check_workdir(workdir)
+    workdir = check_workdir(workdir)
     check_resumable(config, workdir)
     io.write_json(workdir / "config.json", config.to_dict())
 
