@@ -4,10 +4,11 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from cells.base import Cell
 from cells.initializers import RECURRENT_INITS, check_choice, recurrent_init
 
 
-class GRUCell(nn.RNNCellBase):
+class GRUCell(Cell):
     r"""GRU (Cho et al. 2014) in the PyTorch/cuDNN/flax convention.
 
     Equations, for input x (..., I) and carry h (..., H)::
@@ -24,7 +25,6 @@ class GRUCell(nn.RNNCellBase):
     before the matmul, tanh(a_n + (r * h) U_n); this cell does not.
     """
 
-    hidden_size: int
     recurrent_init: str = "orthogonal"
 
     def __post_init__(self) -> None:
@@ -45,12 +45,3 @@ class GRUCell(nn.RNNCellBase):
         n = jnp.tanh(a_n + r * (u_n + b_hn))
         h = (1.0 - z) * n + z * carry
         return h, h
-
-    @nn.nowrap
-    def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> jax.Array:
-        del rng
-        return jnp.zeros(input_shape[:-1] + (self.hidden_size,))
-
-    @property
-    def num_feature_axes(self) -> int:
-        return 1

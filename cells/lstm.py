@@ -4,10 +4,11 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from cells.base import Cell
 from cells.initializers import RECURRENT_INITS, check_choice, recurrent_init
 
 
-class LSTMCell(nn.RNNCellBase):
+class LSTMCell(Cell):
     r"""LSTM (Hochreiter & Schmidhuber 1997, with forget gate of Gers et al. 2000).
 
     Equations, for input x (..., I) and carry (c, h), each (..., H)::
@@ -28,7 +29,6 @@ class LSTMCell(nn.RNNCellBase):
     ``forget_bias=0`` to match them. Tables report the value used.
     """
 
-    hidden_size: int
     forget_bias: float = 1.0
     recurrent_init: str = "orthogonal"
 
@@ -50,10 +50,5 @@ class LSTMCell(nn.RNNCellBase):
 
     @nn.nowrap
     def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]):
-        del rng
-        zeros = jnp.zeros(input_shape[:-1] + (self.hidden_size,))
+        zeros = super().initialize_carry(rng, input_shape)
         return zeros, zeros
-
-    @property
-    def num_feature_axes(self) -> int:
-        return 1

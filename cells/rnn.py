@@ -4,12 +4,13 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from cells.base import Cell
 from cells.initializers import RECURRENT_INITS, check_choice, recurrent_init
 
 ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
 
 
-class RNNCell(nn.RNNCellBase):
+class RNNCell(Cell):
     r"""Elman cell.
 
     Equations, for input x (..., I) and carry h (..., H)::
@@ -23,7 +24,6 @@ class RNNCell(nn.RNNCellBase):
     ``recurrent_init=identity`` is the IRNN of Le, Jaitly and Hinton (2015).
     """
 
-    hidden_size: int
     activation: str = "tanh"
     recurrent_init: str = "orthogonal"
 
@@ -39,12 +39,3 @@ class RNNCell(nn.RNNCellBase):
         b = self.param("bias", nn.initializers.zeros_init(), (self.hidden_size,))
         h = ACTIVATIONS[self.activation](x @ W + carry @ U + b)
         return h, h
-
-    @nn.nowrap
-    def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> jax.Array:
-        del rng
-        return jnp.zeros(input_shape[:-1] + (self.hidden_size,))
-
-    @property
-    def num_feature_axes(self) -> int:
-        return 1
