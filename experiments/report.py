@@ -15,6 +15,8 @@ def fmt(x: Any, digits: int = 3) -> str:
         return str(x)
     if isinstance(x, int):
         return str(x)
+    if 10**digits <= abs(x) < 1e4:
+        return f"{x:.0f}"
     return f"{x:.{digits}g}" if 1e-3 <= abs(x) < 1e4 or x == 0 else f"{x:.{digits - 1}e}"
 
 
