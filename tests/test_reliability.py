@@ -7,13 +7,16 @@ import sys
 import time
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from experiments import io, train
 from experiments.config import Config, ConfigError, validate
-from experiments.train import train_and_evaluate
+from experiments.train import Experiment, train_and_evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = Config(
@@ -157,3 +160,39 @@ def test_unwritable_workdir(tmp_path):
     blocker.write_text("")
     with pytest.raises(ConfigError, match="--workdir=.*not writable"):
         train_and_evaluate(SMALL, blocker / "sub")
+
+
+def test_a_diverged_seed_is_frozen_while_the_others_train():
+    exp = Experiment(SMALL.replace(num_seeds=2))
+    state = jax.vmap(exp.init_state)(jnp.arange(2))
+    poisoned = jax.tree.map(lambda p: p.at[1].set(jnp.nan), state.params)  # seed 1 produces NaN
+    state = state._replace(params=poisoned)
+    step = jax.jit(jax.vmap(exp.train_step))
+    new = step(step(state))
+    assert np.asarray(new.diverged_at).tolist() == [-1, 0]
+    for before, after in zip(jax.tree.leaves(state.params), jax.tree.leaves(new.params), strict=True):
+        assert not np.array_equal(before[0], after[0])  # seed 0 trained
+        assert np.isnan(after[1]).all()  # seed 1 frozen where it was
+    assert float(new.count[0]) == 2 and float(new.count[1]) == 0
+
+
+def test_a_run_that_cannot_fit_in_memory_is_refused_with_a_remat_suggestion():
+    huge = Config(cell="lstm", task="adding", seq_len=200_000, hidden_size=2048, batch_size=512)
+    with pytest.raises(ConfigError, match=r"GiB of activations.*add --remat=447"):
+        validate(huge)
+    validate(huge.replace(batch_size=1, hidden_size=64, remat=447))  # fits once rematerialised
+
+
+@pytest.mark.slow
+def test_compare_and_gradients_reject_bad_flags_in_one_line(tmp_path):
+    cases = [
+        ("experiments.compare", ["--cells=rnn,,gru"], "--cells"),
+        ("experiments.compare", ["--cells=lstm,nope"], "--cell"),
+        ("experiments.gradients", ["--batch=0"], "--batch"),
+        ("experiments.gradients", ["--seq_len=-5"], "--seq_len"),
+    ]
+    for module, args, flag in cases:
+        cmd = [sys.executable, "-m", module, *args, f"--workdir={tmp_path}"]
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        assert proc.returncode == 2 and flag in proc.stderr and "Traceback" not in proc.stderr, (module, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1
