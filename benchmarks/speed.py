@@ -1,0 +1,557 @@
+r"""Milliseconds per training step: our cells against flax's `nn.RNN` (and PyTorch, when installed).
+
+    python -m benchmarks.speed --preset=full --out=benchmarks/results/speed.md
+    python -m benchmarks.speed --preset=quick
+    python -m benchmarks.speed --settings=128x520x256 --cells=lstm --variants=hoist,unroll2 --rounds=9
+
+What one step is: a training step on the copy task (10 input categories, 9 classes at every time
+step), forward + backward + gradient clipping + Adam update, jitted, with the project's defaults
+(`Config()`: adam, lr 1e-3, clip_norm 1). A setting `BxTxH` is batch B, T time steps read by the
+cell (copy with delay `seq_len = T - 20`, since copy sequences are `seq_len + 20` long) and width H.
+
+Contenders, for each setting and cell:
+
+- ours: `Experiment(config).train_step` exactly as `experiments.train` runs it,
+  `jax.jit(jax.vmap(train_step), donate_argnums=0)` over a seed axis (`--num_seeds`, 1 by default):
+  `SequenceModel` (our cell under `jax.lax.scan`) + `Dense` readout, the batch made inside the step.
+- flax: the same `Experiment.train_step` (same batches, loss, clipping, Adam and bookkeeping)
+  with only the model swapped for `nn.Dense(9)(nn.RNN(cell)(x))` over flax's own cell:
+  rnn -> `nn.SimpleCell`; lstm -> `nn.OptimizedLSTMCell` and `nn.LSTMCell`; gru -> `nn.GRUCell`.
+- torch, when `import torch` works (it is not a project requirement): `torch.nn.RNN/LSTM/GRU`
+  (batch_first) + `Linear` + cross-entropy + `clip_grad_norm_` + `Adam`, `torch.set_num_threads(2)`
+  and OMP_WAIT_POLICY=PASSIVE unless set (see `import_torch`),
+  on copy batches from the same task, made before timing and cycled (so data generation, inside
+  the JAX step, is outside torch's timed region; it is small: B (T, 10) one-hots).
+
+Method: every contender of one (setting, cell) is compiled and warmed up (`--warmup` steps), then
+timed in `--rounds` rounds; a round runs each contender for n steps back to back, blocking on the
+result (`block_until_ready`), in the order ours, flax..., torch, and reversed in every other round
+(A B B A ...), so slow drifts of a shared machine hit every contender alike. n is the smallest
+count making ours take `--min_round_s`. The table gives the median over rounds of ms per step and
+`ratio = other / ours`: above 1 means ours is faster.
+
+Analytic GFLOP/s (of ours) counts matmul FLOPs only. With G gates (rnn 1, gru 3, lstm 4), I = 10
+inputs and O = 9 outputs, the forward pass is F = 2 B T (G H (I + H) + H O); the backward pass
+multiplies by the transpose of each matmul's two operands, 2F, so a training step is ~3F and
+GFLOP/s = 3F / (seconds per step) / 1e9. Elementwise ops, the loss and Adam are not counted.
+
+`--variants` (our cells only, timed in the same rounds as ours) measures changes we could make:
+`hoist` computes x W + b for all T steps as one (T B, I) x (I, G H) matmul before the scan, whose
+body then does only h U; `unrollK` passes `unroll=K` to `jax.lax.scan`; `hoist+unrollK` does both.
+They reuse our cells' parameters and equations (checked against the project's model before
+timing) but not the project's code path: they exist to tell whether changing it would pay.
+"""
+
+import dataclasses
+import datetime
+import math
+import os
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import flags
+from flax import linen as nn
+
+from cells import GRUCell, LSTMCell, RNNCell
+from cells.rnn import ACTIVATIONS
+from experiments.config import Config, ConfigError, validate
+from experiments.model import SequenceModel
+from experiments.train import Experiment
+from tasks.copy_memory import NUM_RECALL, CopyMemory
+
+CELLS = ("rnn", "lstm", "gru")
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+FLAX_CELLS = {"rnn": ("SimpleCell",), "lstm": ("OptimizedLSTMCell", "LSTMCell"), "gru": ("GRUCell",)}
+TORCH_CELLS = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
+PADDING = 2 * NUM_RECALL  # copy sequences are seq_len + 20 steps long
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """Batch size B, time steps T, hidden width H."""
+
+    batch_size: int
+    length: int
+    hidden_size: int
+
+    @classmethod
+    def parse(cls, text: str) -> "Setting":
+        match = re.fullmatch(r"\s*(\d+)x(\d+)x(\d+)\s*", text)
+        if not match:
+            raise ConfigError(f"--settings: {text!r} is not BxTxH (e.g. 128x120x128)")
+        setting = cls(*map(int, match.groups()))
+        if setting.batch_size < 1 or setting.hidden_size < 1 or setting.length < PADDING + 2:
+            raise ConfigError(f"--settings: {text!r} needs B >= 1, H >= 1 and T >= {PADDING + 2} (copy)")
+        return setting
+
+    def __str__(self) -> str:
+        return f"B={self.batch_size} T={self.length} H={self.hidden_size}"
+
+    def config(self, cell: str) -> Config:
+        return Config(
+            cell=cell,
+            task="copy",
+            seq_len=self.length - PADDING,
+            hidden_size=self.hidden_size,
+            batch_size=self.batch_size,
+        )
+
+    def train_flops(self, cell: str) -> float:
+        """Matmul FLOPs of one training step, ~3x the forward pass (see the module docstring)."""
+        B, T, H = self.batch_size, self.length, self.hidden_size
+        I, O = CopyMemory.input_size, CopyMemory.num_outputs
+        return 3 * 2 * B * T * (GATES[cell] * H * (I + H) + H * O)
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    settings: tuple[Setting, ...]
+    cells: tuple[str, ...] = CELLS
+    rounds: int = 7
+    warmup: int = 2
+    min_round_s: float = 0.5
+    use_torch: bool = True
+    torch_threads: int = 2
+    variants: tuple[str, ...] = ()
+    num_seeds: int = 1
+
+
+PRESETS = {
+    "full": Options(settings=(Setting(128, 120, 128), Setting(128, 520, 256)), rounds=9, warmup=2, min_round_s=0.5),
+    "quick": Options(settings=(Setting(4, 24, 8),), rounds=3, warmup=1, min_round_s=0.0),
+}
+
+
+# ----------------------------------------------------------------------------- flax's nn.RNN side
+
+
+class _FlaxNet(nn.Module):
+    cell_name: str
+    hidden_size: int
+    num_outputs: int
+
+    @nn.compact
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        cell = getattr(nn, self.cell_name)(features=self.hidden_size)
+        return nn.Dense(self.num_outputs)(nn.RNN(cell)(inputs))
+
+
+@dataclasses.dataclass(frozen=True)
+class FlaxRNNModel:
+    """`nn.Dense(O)(nn.RNN(cell)(x))` with `SequenceModel`'s `init`/`apply`, to drop into `Experiment`."""
+
+    cell_name: str
+    hidden_size: int
+    num_outputs: int
+
+    @property
+    def net(self) -> _FlaxNet:
+        return _FlaxNet(self.cell_name, self.hidden_size, self.num_outputs)
+
+    def init(self, rng: jax.Array, inputs: jax.Array) -> Any:
+        return self.net.init(rng, inputs)["params"]
+
+    def apply(self, params: Any, inputs: jax.Array) -> jax.Array:
+        return self.net.apply({"params": params}, inputs)
+
+
+# ----------------------------------------------------------------------------- variants of ours
+
+
+def _recurrent_step(cell: nn.Module, p: dict[str, jax.Array]) -> Callable:
+    """Our cell's step given the precomputed input projection a_t = x_t W + b."""
+    U = p["recurrent_kernel"]
+    if isinstance(cell, LSTMCell):
+
+        def step(carry, a):
+            c, h = carry
+            i, f, g, o = jnp.split(a + h @ U, 4, axis=-1)
+            c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+            h = jax.nn.sigmoid(o) * jnp.tanh(c)
+            return (c, h), h
+
+    elif isinstance(cell, GRUCell):
+        b_hn = p["recurrent_bias"]
+
+        def step(h, a):
+            a_r, a_z, a_n = jnp.split(a, 3, axis=-1)
+            u_r, u_z, u_n = jnp.split(h @ U, 3, axis=-1)
+            r = jax.nn.sigmoid(a_r + u_r)
+            z = jax.nn.sigmoid(a_z + u_z)
+            n = jnp.tanh(a_n + r * (u_n + b_hn))
+            h = (1.0 - z) * n + z * h
+            return h, h
+
+    elif isinstance(cell, RNNCell):
+        act = ACTIVATIONS[cell.activation]
+
+        def step(h, a):
+            h = act(a + h @ U)
+            return h, h
+
+    else:
+        raise ValueError(f"no hoisted step for {type(cell).__name__}")
+    return step
+
+
+@dataclasses.dataclass(frozen=True)
+class VariantModel(SequenceModel):
+    """`SequenceModel` with the input projection hoisted out of the scan and/or an unrolled scan."""
+
+    hoist: bool = False
+    scan_unroll: int = 1
+
+    def _scan(self, step, carry, xs, length):
+        return jax.lax.scan(step, carry, xs, unroll=self.scan_unroll)
+
+    def unroll(self, params, inputs, perturbations=None, carry=None, **kwargs):
+        if not self.hoist:
+            return super().unroll(params, inputs, perturbations, carry, **kwargs)
+        if perturbations is not None:
+            raise ValueError("the hoisted variant takes no perturbations")
+        p = params["cell"]
+        carry = self.initial_carry(inputs) if carry is None else carry
+        projected = jnp.swapaxes(inputs, 0, 1) @ p["input_kernel"] + p["bias"]  # (T, B, G H)
+        carry, ys = self._scan(_recurrent_step(self.cell, p), carry, projected, inputs.shape[1])
+        return carry, (jnp.swapaxes(ys, 0, 1) if kwargs.get("all_outputs", True) else ys[-1])
+
+
+def parse_variant(name: str) -> tuple[bool, int]:
+    """`hoist`, `unrollK` or `hoist+unrollK` -> (hoist, unroll)."""
+    match = re.fullmatch(r"(hoist)?(?:\+?unroll(\d+))?", name)
+    if not name or not match or (match.group(1) is None and match.group(2) is None):
+        raise ConfigError(f"--variants: {name!r} is not hoist, unrollK or hoist+unrollK")
+    unroll = int(match.group(2) or 1)
+    if unroll < 1 or (match.group(1) and match.group(2) and "+" not in name):
+        raise ConfigError(f"--variants: {name!r} is not hoist, unrollK or hoist+unrollK")
+    return match.group(1) is not None, unroll
+
+
+def variant_experiment(config: Config, variant: str) -> Experiment:
+    """Our Experiment with the model replaced by a VariantModel, checked to compute the same outputs."""
+    hoist, unroll = parse_variant(variant)
+    exp = Experiment(config)
+    ref = exp.model
+    exp.model = VariantModel(ref.cell, ref.num_outputs, ref.readout, hoist=hoist, scan_unroll=unroll)
+    inputs, _ = exp.task.sample(jax.random.PRNGKey(1), 2)
+    params = ref.init(jax.random.PRNGKey(0), inputs)
+    expected, got = jax.jit(ref.apply)(params, inputs), jax.jit(exp.model.apply)(params, inputs)
+    if not np.allclose(expected, got, rtol=1e-4, atol=1e-5):
+        raise AssertionError(f"variant {variant} of {config.cell} differs from SequenceModel")
+    return exp
+
+
+# ----------------------------------------------------------------------------- contenders
+
+
+class JaxContender:
+    """`jax.jit(jax.vmap(exp.train_step), donate_argnums=0)`, as `experiments.train` runs it."""
+
+    def __init__(self, name: str, exp: Experiment, num_seeds: int):
+        self.name = name
+        self.state = jax.jit(jax.vmap(exp.init_state))(jnp.arange(num_seeds))
+        self.step = jax.jit(jax.vmap(exp.train_step), donate_argnums=0)
+
+    def run(self, n: int) -> None:
+        state = self.state
+        for _ in range(n):
+            state = self.step(state)
+        self.state = jax.block_until_ready(state)
+
+    def check(self) -> None:
+        if bool((self.state.diverged_at >= 0).any()) or not bool(jnp.isfinite(self.state.loss_sum).all()):
+            raise AssertionError(f"{self.name}: training diverged during the benchmark")
+
+
+class TorchContender:
+    """torch.nn.RNN/LSTM/GRU + Linear + cross-entropy + clip_grad_norm_ + Adam, on pre-made copy batches."""
+
+    def __init__(self, torch: Any, cell: str, setting: Setting, config: Config, threads: int, num_batches: int = 4):
+        torch.set_num_threads(threads)
+        torch.manual_seed(config.seed)
+        self.name, self.torch, self.clip = "torch", torch, config.clip_norm
+        task = CopyMemory(seq_len=config.seq_len)
+        self.rnn = getattr(torch.nn, TORCH_CELLS[cell])(task.input_size, setting.hidden_size, batch_first=True)
+        self.readout = torch.nn.Linear(setting.hidden_size, task.num_outputs)
+        self.params = [*self.rnn.parameters(), *self.readout.parameters()]
+        self.optimizer = torch.optim.Adam(self.params, lr=config.learning_rate)
+        self.batches = []
+        for i in range(num_batches):
+            inputs, targets = task.sample(jax.random.PRNGKey(i), setting.batch_size)
+            x = torch.from_numpy(np.array(inputs, np.float32))
+            self.batches.append((x, torch.from_numpy(np.array(targets, np.int64)).reshape(-1)))
+        self.count, self.last_loss = 0, float("nan")
+
+    def run(self, n: int) -> None:
+        torch = self.torch
+        for _ in range(n):
+            x, y = self.batches[self.count % len(self.batches)]
+            self.count += 1
+            self.optimizer.zero_grad(set_to_none=True)
+            ys, _ = self.rnn(x)
+            logits = self.readout(ys)
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y)
+            loss.backward()
+            if self.clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.params, self.clip)
+            self.optimizer.step()
+        self.last_loss = float(loss.detach())
+
+    def check(self) -> None:
+        if not math.isfinite(self.last_loss):
+            raise AssertionError("torch: training diverged during the benchmark")
+
+
+def import_torch() -> Any:
+    """`torch`, or None when it is not installed.
+
+    Unless set already, OMP_WAIT_POLICY becomes PASSIVE before torch loads its OpenMP runtime:
+    with the default (threads spin at barriers), 2 threads on 2 cores shared with other
+    processes made torch 5-100x slower here (a forward pass of 0.06-0.9 s instead of 0.015 s).
+    """
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+@dataclasses.dataclass
+class Group:
+    """Median ms/step of every contender of one (setting, cell)."""
+
+    setting: Setting
+    cell: str
+    steps_per_round: int
+    ms: dict[str, float]  # contender name -> median ms per step
+    spread: dict[str, float]  # contender name -> interquartile range / median over rounds
+
+    @property
+    def gflops(self) -> float:
+        return self.setting.train_flops(self.cell) / (self.ms["ours"] / 1e3) / 1e9
+
+
+def time_contenders(contenders: list[Any], rounds: int, warmup: int, min_round_s: float) -> tuple[int, dict]:
+    """Warm up (compile) all, then alternate them for `rounds` rounds; seconds per step of each round."""
+    for c in contenders:
+        c.run(max(warmup, 1))
+    t0 = time.perf_counter()
+    contenders[0].run(1)
+    one = time.perf_counter() - t0
+    n = max(1, math.ceil(min_round_s / max(one, 1e-9)))
+    per_step: dict[str, list[float]] = {c.name: [] for c in contenders}
+    for r in range(rounds):
+        for c in contenders if r % 2 == 0 else contenders[::-1]:
+            t0 = time.perf_counter()
+            c.run(n)
+            per_step[c.name].append((time.perf_counter() - t0) / n)
+    for c in contenders:
+        c.check()
+    return n, per_step
+
+
+def make_contenders(options: Options, setting: Setting, cell: str, torch: Any) -> list[Any]:
+    """ours, flax's cell(s), torch (if given) and our variants, for one (setting, cell); ours first."""
+    config = setting.config(cell)
+    validate(config)
+    contenders: list[Any] = [JaxContender("ours", Experiment(config), options.num_seeds)]
+    for flax_cell in FLAX_CELLS[cell]:
+        exp = Experiment(config)
+        exp.model = FlaxRNNModel(flax_cell, setting.hidden_size, exp.task.num_outputs)
+        contenders.append(JaxContender(f"flax:{flax_cell}", exp, options.num_seeds))
+    if torch is not None:
+        contenders.append(TorchContender(torch, cell, setting, config, options.torch_threads))
+    for variant in options.variants:
+        contenders.append(JaxContender(f"ours+{variant}", variant_experiment(config, variant), options.num_seeds))
+    return contenders
+
+
+def _relative_iqr(values: list[float]) -> float:
+    if len(values) < 2:
+        return 0.0
+    q1, _, q3 = statistics.quantiles(values, n=4)
+    return (q3 - q1) / statistics.median(values)
+
+
+def benchmark(options: Options, log: Callable[[str], None] = lambda s: None) -> list[Group]:
+    """Time every (setting, cell) group in turn: build, compile and warm up its contenders, then alternate."""
+    torch = import_torch() if options.use_torch else None
+    groups = []
+    for setting in options.settings:
+        for cell in options.cells:
+            t0 = time.perf_counter()
+            contenders = make_contenders(options, setting, cell, torch)
+            n, per_step = time_contenders(contenders, options.rounds, options.warmup, options.min_round_s)
+            del contenders
+            ms = {name: 1e3 * statistics.median(ts) for name, ts in per_step.items()}
+            spread = {name: _relative_iqr(ts) for name, ts in per_step.items()}
+            groups.append(Group(setting, cell, n, ms, spread))
+            timings = ", ".join(f"{name} {v:.4g} ms" for name, v in ms.items())
+            log(f"{setting} {cell}: {timings} ({n} steps/round, {time.perf_counter() - t0:.0f}s with compiling)")
+    return groups
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _num(x: float) -> str:
+    return f"{x:.1f}" if x >= 10 else f"{x:.3g}"
+
+
+def markdown(options: Options, groups: list[Group], torch: Any, command: str = "") -> str:
+    has_torch = any("torch" in g.ms for g in groups)
+    header = ["setting", "cell", "flax cell", "ours ms/step", "flax ms/step", "flax/ours", "ours GFLOP/s"]
+    if has_torch:
+        header += ["torch ms/step", "torch/ours"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 3)) + "|"]
+    for g in groups:
+        ours = g.ms["ours"]
+        for flax_cell in FLAX_CELLS[g.cell]:
+            other = g.ms[f"flax:{flax_cell}"]
+            row = [str(g.setting), g.cell, flax_cell, _num(ours), _num(other), f"{other / ours:.2f}", _num(g.gflops)]
+            if has_torch:
+                row += [_num(g.ms["torch"]), f"{g.ms['torch'] / ours:.2f}"]
+            lines.append("| " + " | ".join(row) + " |")
+    out = ["## Training step speed: ours vs flax nn.RNN" + (" vs PyTorch" if has_torch else ""), "", *lines, ""]
+    if options.variants:
+        out += [
+            "### Variants of our model (same rounds as ours)",
+            "",
+            "| setting | cell | variant | variant ms/step | ours ms/step | ours/variant |",
+            "|---|---|---|---:|---:|---:|",
+        ]
+        for g in groups:
+            for variant in options.variants:
+                ms = g.ms[f"ours+{variant}"]
+                row = [str(g.setting), g.cell, variant, _num(ms), _num(g.ms["ours"]), f"{g.ms['ours'] / ms:.2f}"]
+                out.append("| " + " | ".join(row) + " |")
+        out += ["", "ours/variant > 1: the variant is faster than the project's model.", ""]
+    rounds = ", ".join(sorted({f"{g.steps_per_round}" for g in groups}, key=int))
+    worst = max((s for g in groups for s in g.spread.values()), default=0.0)
+    versions = f"jax {jax.__version__}, flax {flax.__version__}, optax {optax.__version__}"
+    if torch is not None:
+        policy = os.environ.get("OMP_WAIT_POLICY", "default")
+        versions += f", torch {torch.__version__} ({options.torch_threads} threads, OMP_WAIT_POLICY {policy})"
+    out += [
+        "Median over "
+        f"{options.rounds} alternating rounds of {rounds} step(s) each, after {options.warmup} warm-up step(s); "
+        f"largest interquartile range / median over rounds: {worst:.0%}.",
+        "Ratios are other / ours: above 1 means ours is faster. "
+        "GFLOP/s: matmul FLOPs 3 x 2 B T (G H (I + H) + H O), I = 10, O = 9, G = 1 (rnn), 3 (gru), 4 (lstm).",
+        "Copy task with seq_len = T - 20; adam, lr 1e-3, gradient clipping at norm 1.",
+    ]
+    if torch is None:
+        out.append(
+            "torch column skipped: torch is not installed." if options.use_torch else "torch column skipped: --notorch."
+        )
+    out += [
+        f"{versions}; Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs; "
+        f"{datetime.date.today().isoformat()}.",
+    ]
+    if command:
+        out.append(f"Command: `{command}`")
+    return "\n".join(out) + "\n"
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write `text` to a temporary file beside `path`, then rename it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ----------------------------------------------------------------------------- command line
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    flags.DEFINE_enum("preset", "full", sorted(PRESETS), "full: 128x120x128 and 128x520x256; quick: tiny, seconds.")
+    flags.DEFINE_string("settings", None, "Override the preset's settings: BxTxH,... (T = copy seq_len + 20).")
+    flags.DEFINE_string("cells", ",".join(CELLS), f"Comma-separated cells among {', '.join(CELLS)}.")
+    flags.DEFINE_integer("rounds", None, "Override the preset's number of alternating timed rounds.")
+    flags.DEFINE_integer("warmup", None, "Override the preset's warm-up steps per contender (after compiling).")
+    flags.DEFINE_float("min_round_s", None, "Override the preset's minimum seconds of one contender in one round.")
+    flags.DEFINE_bool("torch", True, "Time PyTorch too, when `import torch` works.")
+    flags.DEFINE_integer("torch_threads", 2, "torch.set_num_threads for the PyTorch column.")
+    flags.DEFINE_string("variants", "", "Comma-separated variants of ours to time too: hoist, unrollK, hoist+unrollK.")
+    flags.DEFINE_integer("num_seeds", 1, "Seeds vmapped in one step, as experiments.train's --num_seeds.")
+    flags.DEFINE_string("out", "", "Also write the Markdown table to this file (atomically).")
+
+
+def options_from_flags() -> Options:
+    from experiments.flags import list_flag
+
+    options = PRESETS[FLAGS.preset]
+    changes: dict[str, Any] = {"use_torch": FLAGS.torch, "num_seeds": FLAGS.num_seeds}
+    if FLAGS.torch_threads < 1:
+        raise ConfigError(f"--torch_threads={FLAGS.torch_threads}: must be >= 1")
+    changes["torch_threads"] = FLAGS.torch_threads
+    if FLAGS.settings is not None:
+        changes["settings"] = tuple(Setting.parse(s) for s in list_flag(FLAGS.settings, "settings"))
+    cells = tuple(list_flag(FLAGS.cells, "cells"))
+    if bad := [c for c in cells if c not in CELLS]:
+        raise ConfigError(f"--cells: {', '.join(bad)} not among {', '.join(CELLS)}")
+    changes["cells"] = cells
+    if FLAGS.variants:
+        changes["variants"] = tuple(list_flag(FLAGS.variants, "variants"))
+        for v in changes["variants"]:
+            parse_variant(v)
+    for name in ("rounds", "warmup"):
+        if (value := getattr(FLAGS, name)) is not None:
+            if value < 1:
+                raise ConfigError(f"--{name}={value}: must be >= 1")
+            changes[name] = value
+    if FLAGS.min_round_s is not None:
+        if not FLAGS.min_round_s >= 0:
+            raise ConfigError(f"--min_round_s={FLAGS.min_round_s}: must be >= 0")
+        changes["min_round_s"] = FLAGS.min_round_s
+    if not 1 <= FLAGS.num_seeds <= 1024:
+        raise ConfigError(f"--num_seeds={FLAGS.num_seeds}: must be in [1, 1024]")
+    return dataclasses.replace(options, **changes)
+
+
+def main(argv: list[str]) -> None:
+    options = options_from_flags()
+    torch = import_torch() if options.use_torch else None
+    if options.use_torch and torch is None:
+        print("torch is not installed: the torch column is skipped", file=sys.stderr)
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    log(f"jax {jax.__version__} on {jax.devices()[0].platform}; {len(options.settings) * len(options.cells)} groups")
+    groups = benchmark(options, log)
+    command = " ".join(["python -m benchmarks.speed", *sys.argv[1:]])
+    table = markdown(options, groups, torch, command)
+    print(table)
+    if FLAGS.out:
+        write_atomic(FLAGS.out, table)
+
+
+if __name__ == "__main__":
+    from experiments.flags import run
+
+    define_flags()
+    run(main)

@@ -1,0 +1,88 @@
+"""benchmarks.speed: the quick preset prints (and writes) a table with a row per cell and sane numbers."""
+
+import importlib.util
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import pytest
+
+from benchmarks import speed
+from experiments.config import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+ROWS = {("rnn", "SimpleCell"), ("lstm", "OptimizedLSTMCell"), ("lstm", "LSTMCell"), ("gru", "GRUCell")}
+
+
+def table_rows(markdown: str) -> tuple[list[str], list[list[str]]]:
+    lines = [line for line in markdown.splitlines() if line.startswith("|")]
+    cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
+    return cells[0], [row for row in cells if row[0].startswith("B=")]
+
+
+@pytest.mark.slow
+def test_quick_preset_has_a_row_per_cell_with_positive_finite_numbers(tmp_path):
+    out = tmp_path / "results" / "speed.md"
+    # Optimisation level 0 halves XLA's compile time, which is most of this test; the numbers
+    # are checked for sanity only, never compared.
+    xla_flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.speed", "--preset=quick", f"--out={out}"],
+        cwd=ROOT,
+        env={**os.environ, "XLA_FLAGS": xla_flags},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = out.read_text()
+    assert table in proc.stdout
+    assert not [p for p in out.parent.iterdir() if p.name != "speed.md"]  # no temporary file left
+    header, rows = table_rows(table)
+    has_torch = importlib.util.find_spec("torch") is not None
+    assert header[:7] == ["setting", "cell", "flax cell", "ours ms/step", "flax ms/step", "flax/ours", "ours GFLOP/s"]
+    assert (header[7:] == ["torch ms/step", "torch/ours"]) == has_torch
+    assert has_torch or "torch column skipped: torch is not installed" in table
+    assert {(row[1], row[2]) for row in rows} == ROWS and len(rows) == len(ROWS)
+    for row in rows:
+        assert row[0] == "B=4 T=24 H=8"
+        numbers = [float(v) for v in row[3:]]
+        assert len(numbers) == len(header) - 3
+        assert all(math.isfinite(x) and x > 0 for x in numbers), row
+
+
+def test_settings_flops_and_variant_names():
+    setting = speed.Setting.parse("128x520x256")
+    assert (setting.batch_size, setting.length, setting.hidden_size) == (128, 520, 256)
+    assert setting.config("lstm").seq_len == 500  # copy reads seq_len + 20 steps
+    B, T, H = 128, 520, 256
+    assert setting.train_flops("lstm") == 3 * 2 * B * T * (4 * H * (10 + H) + H * 9)
+    assert setting.train_flops("rnn") < setting.train_flops("gru") < setting.train_flops("lstm")
+    for bad in ("128x520", "0x100x8", "4x21x8", "axbxc"):
+        with pytest.raises(ConfigError):
+            speed.Setting.parse(bad)
+    assert speed.parse_variant("hoist") == (True, 1)
+    assert speed.parse_variant("unroll4") == (False, 4)
+    assert speed.parse_variant("hoist+unroll2") == (True, 2)
+    for bad in ("", "unroll", "unroll0", "hoistunroll2", "fast"):
+        with pytest.raises(ConfigError):
+            speed.parse_variant(bad)
+
+
+@pytest.mark.parametrize("cell", speed.CELLS)
+def test_hoisted_unrolled_variant_computes_what_the_project_model_does(cell):
+    # variant_experiment raises if the variant's outputs differ from SequenceModel's.
+    exp = speed.variant_experiment(speed.Setting(2, 23, 5).config(cell), "hoist+unroll2")
+    assert exp.model.hoist and exp.model.scan_unroll == 2
+    inputs, _ = exp.task.sample(jax.random.PRNGKey(0), 2)
+    assert exp.model.apply(exp.model.init(jax.random.PRNGKey(0), inputs), inputs).shape == (2, 23, 9)
+
+
+def test_write_atomic_replaces_the_file(tmp_path):
+    path = tmp_path / "a" / "t.md"
+    speed.write_atomic(path, "one\n")
+    speed.write_atomic(path, "two\n")
+    assert path.read_text() == "two\n" and [p.name for p in path.parent.iterdir()] == ["t.md"]
