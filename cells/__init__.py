@@ -18,6 +18,7 @@ CELLS = Registry("cell")
 CELLS.register("rnn", RNNCell)
 CELLS.register("irnn", functools.partial(RNNCell, activation="relu", recurrent_init="identity"))
 CELLS.register("lstm", LSTMCell)
+CELLS.register("lstm_fb0", functools.partial(LSTMCell, forget_bias=0.0))  # PyTorch's and flax's init
 CELLS.register("gru", GRUCell)
 # Flax's own cells, for side-by-side checks (flax's LSTM has forget bias 0 and carry (c, h)).
 CELLS.register("flax_lstm", nn.OptimizedLSTMCell)
