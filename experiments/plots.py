@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -43,7 +44,7 @@ def plot_learning_curves(
     ax.set_ylabel(f"held-out {metric_name}")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    ax.legend(loc="best")
     save_figure(fig, path)
 
 
@@ -186,9 +187,10 @@ def plot_metric_vs_length(
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xticks(list(seq_lens), [str(T) for T in seq_lens])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("sequence length T")
     ax.set_ylabel(metric_name)
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    ax.legend(loc="best")
     save_figure(fig, path)
