@@ -1,8 +1,12 @@
-r"""Milliseconds per training step: our cells against flax's `nn.RNN` (and PyTorch, when installed).
+r"""Milliseconds per training step: our cells against flax's `nn.RNN` (and PyTorch, when installed),
+and N seeds trained in one vmapped program against the same seeds one after another.
 
     python -m benchmarks.speed --preset=full --out=benchmarks/results/speed.md
     python -m benchmarks.speed --preset=quick
     python -m benchmarks.speed --settings=128x520x256 --cells=lstm --variants=hoist,unroll2 --rounds=9
+    python -m benchmarks.speed --sections=seeds --seeds_setting=50x100x64 --seed_counts=1,2,4,8 --notorch
+
+`--sections` picks the tables: `speed` (ours vs flax vs torch, below) and `seeds` (last paragraph).
 
 What one step is: a training step on the copy task (10 input categories, 9 classes at every time
 step), forward + backward + gradient clipping + Adam update, jitted, with the project's defaults
@@ -40,6 +44,14 @@ GFLOP/s = 3F / (seconds per step) / 1e9. Elementwise ops, the loss and Adam are 
 body then does only h U; `unrollK` passes `unroll=K` to `jax.lax.scan`; `hoist+unrollK` does both.
 They reuse our cells' parameters and equations (checked against the project's model before
 timing) but not the project's code path: they exist to tell whether changing it would pay.
+
+Seeds (`--sections=seeds`): for each cell and each N of `--seed_counts`, on `--seeds_setting`
+(default: the main job's, `experiments.compare.DEFAULTS`: adding, T=100, hidden 64, batch 50, Adam
+1e-3, clip 1), `vmapped` trains seeds 0..N-1 in one program exactly as `experiments.train` does
+(`jax.jit(jax.vmap(...))` over a leading seed axis of N); `sequential` trains the same N seeds as N
+single-seed runs of that path (the same jitted program, seed axis 1), one step of each seed in turn.
+Both are timed in alternating rounds as above; the table gives seed-steps/s = N / (median seconds
+per step of all N seeds) of each and `vmapped/sequential`: above 1 means vmapping is faster.
 """
 
 import dataclasses
@@ -50,10 +62,8 @@ import platform
 import re
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import flax
@@ -66,8 +76,11 @@ from flax import linen as nn
 
 from cells import GRUCell, LSTMCell, RNNCell
 from cells.rnn import ACTIVATIONS
+from experiments.compare import DEFAULTS as MAIN_JOB
 from experiments.config import Config, ConfigError, validate
+from experiments.io import atomic_write
 from experiments.model import SequenceModel
+from experiments.report import fmt, markdown_table
 from experiments.train import Experiment
 from tasks.copy_memory import NUM_RECALL, CopyMemory
 
@@ -76,6 +89,7 @@ GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 FLAX_CELLS = {"rnn": ("SimpleCell",), "lstm": ("OptimizedLSTMCell", "LSTMCell"), "gru": ("GRUCell",)}
 TORCH_CELLS = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
 PADDING = 2 * NUM_RECALL  # copy sequences are seq_len + 20 steps long
+SECTIONS = ("speed", "seeds")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,13 +101,13 @@ class Setting:
     hidden_size: int
 
     @classmethod
-    def parse(cls, text: str) -> "Setting":
+    def parse(cls, text: str, flag: str = "settings", min_length: int = PADDING + 2) -> "Setting":
         match = re.fullmatch(r"\s*(\d+)x(\d+)x(\d+)\s*", text)
         if not match:
-            raise ConfigError(f"--settings: {text!r} is not BxTxH (e.g. 128x120x128)")
+            raise ConfigError(f"--{flag}: {text!r} is not BxTxH (e.g. 128x120x128)")
         setting = cls(*map(int, match.groups()))
-        if setting.batch_size < 1 or setting.hidden_size < 1 or setting.length < PADDING + 2:
-            raise ConfigError(f"--settings: {text!r} needs B >= 1, H >= 1 and T >= {PADDING + 2} (copy)")
+        if setting.batch_size < 1 or setting.hidden_size < 1 or setting.length < min_length:
+            raise ConfigError(f"--{flag}: {text!r} needs B >= 1, H >= 1 and T >= {min_length}")
         return setting
 
     def __str__(self) -> str:
@@ -126,11 +140,21 @@ class Options:
     torch_threads: int = 2
     variants: tuple[str, ...] = ()
     num_seeds: int = 1
+    sections: tuple[str, ...] = SECTIONS
+    seeds_setting: Setting = Setting(MAIN_JOB.batch_size, MAIN_JOB.seq_len, MAIN_JOB.hidden_size)  # adding
+    seed_counts: tuple[int, ...] = (1, 2, 4, 8)
 
 
 PRESETS = {
     "full": Options(settings=(Setting(128, 120, 128), Setting(128, 520, 256)), rounds=9, warmup=2, min_round_s=0.5),
-    "quick": Options(settings=(Setting(4, 24, 8),), rounds=3, warmup=1, min_round_s=0.0),
+    "quick": Options(
+        settings=(Setting(4, 24, 8),),
+        rounds=3,
+        warmup=1,
+        min_round_s=0.0,
+        seeds_setting=Setting(4, 24, 8),
+        seed_counts=(1, 2),
+    ),
 }
 
 
@@ -256,23 +280,32 @@ def variant_experiment(config: Config, variant: str) -> Experiment:
 # ----------------------------------------------------------------------------- contenders
 
 
-class JaxContender:
-    """`jax.jit(jax.vmap(exp.train_step), donate_argnums=0)`, as `experiments.train` runs it."""
+def train_programs(exp: Experiment) -> tuple[Callable, Callable]:
+    """`experiments.train`'s jitted init and train step, over a leading seed axis."""
+    return jax.jit(jax.vmap(exp.init_state)), jax.jit(jax.vmap(exp.train_step), donate_argnums=0)
 
-    def __init__(self, name: str, exp: Experiment, num_seeds: int):
-        self.name = name
-        self.state = jax.jit(jax.vmap(exp.init_state))(jnp.arange(num_seeds))
-        self.step = jax.jit(jax.vmap(exp.train_step), donate_argnums=0)
+
+class JaxContender:
+    """Seeds trained by `train_programs`, one call per row of `seeds`, each row in turn at every step.
+
+    `seeds` (1, N): the N seeds in one vmapped program, as `experiments.train` runs them; (N, 1): the
+    same seeds as N single-seed runs.
+    """
+
+    def __init__(self, name: str, programs: tuple[Callable, Callable], seeds: jax.Array):
+        init, self.step = programs
+        self.name, self.states = name, [init(row) for row in seeds]
 
     def run(self, n: int) -> None:
-        state = self.state
+        states = self.states
         for _ in range(n):
-            state = self.step(state)
-        self.state = jax.block_until_ready(state)
+            states = [self.step(state) for state in states]
+        self.states = jax.block_until_ready(states)
 
     def check(self) -> None:
-        if bool((self.state.diverged_at >= 0).any()) or not bool(jnp.isfinite(self.state.loss_sum).all()):
-            raise AssertionError(f"{self.name}: training diverged during the benchmark")
+        for s in self.states:
+            if bool((s.diverged_at >= 0).any()) or not bool(jnp.isfinite(s.loss_sum).all()):
+                raise AssertionError(f"{self.name}: training diverged during the benchmark")
 
 
 class TorchContender:
@@ -348,8 +381,12 @@ class Group:
         return self.setting.train_flops(self.cell) / (self.ms["ours"] / 1e3) / 1e9
 
 
-def time_contenders(contenders: list[Any], rounds: int, warmup: int, min_round_s: float) -> tuple[int, dict]:
-    """Warm up (compile) all, then alternate them for `rounds` rounds; seconds per step of each round."""
+def time_contenders(contenders: list[Any], rounds: int, warmup: int, min_round_s: float) -> tuple[int, dict, dict]:
+    """Warm up (compile) all, then alternate them for `rounds` rounds.
+
+    Returns the steps per round and, by contender name, the median ms per step over rounds and the
+    interquartile range / median.
+    """
     for c in contenders:
         c.run(max(warmup, 1))
     t0 = time.perf_counter()
@@ -364,22 +401,24 @@ def time_contenders(contenders: list[Any], rounds: int, warmup: int, min_round_s
             per_step[c.name].append((time.perf_counter() - t0) / n)
     for c in contenders:
         c.check()
-    return n, per_step
+    ms = {name: 1e3 * statistics.median(ts) for name, ts in per_step.items()}
+    return n, ms, {name: _relative_iqr(ts) for name, ts in per_step.items()}
 
 
 def make_contenders(options: Options, setting: Setting, cell: str, torch: Any) -> list[Any]:
     """ours, flax's cell(s), torch (if given) and our variants, for one (setting, cell); ours first."""
     config = setting.config(cell)
     validate(config)
-    contenders: list[Any] = [JaxContender("ours", Experiment(config), options.num_seeds)]
+    seeds = jnp.arange(options.num_seeds)[None]
+    contenders: list[Any] = [JaxContender("ours", train_programs(Experiment(config)), seeds)]
     for flax_cell in FLAX_CELLS[cell]:
         exp = Experiment(config)
         exp.model = FlaxRNNModel(flax_cell, setting.hidden_size, exp.task.num_outputs)
-        contenders.append(JaxContender(f"flax:{flax_cell}", exp, options.num_seeds))
+        contenders.append(JaxContender(f"flax:{flax_cell}", train_programs(exp), seeds))
     if torch is not None:
         contenders.append(TorchContender(torch, cell, setting, config, options.torch_threads))
     for variant in options.variants:
-        contenders.append(JaxContender(f"ours+{variant}", variant_experiment(config, variant), options.num_seeds))
+        contenders.append(JaxContender(f"ours+{variant}", train_programs(variant_experiment(config, variant)), seeds))
     return contenders
 
 
@@ -398,61 +437,82 @@ def benchmark(options: Options, log: Callable[[str], None] = lambda s: None) -> 
         for cell in options.cells:
             t0 = time.perf_counter()
             contenders = make_contenders(options, setting, cell, torch)
-            n, per_step = time_contenders(contenders, options.rounds, options.warmup, options.min_round_s)
+            n, ms, spread = time_contenders(contenders, options.rounds, options.warmup, options.min_round_s)
             del contenders
-            ms = {name: 1e3 * statistics.median(ts) for name, ts in per_step.items()}
-            spread = {name: _relative_iqr(ts) for name, ts in per_step.items()}
             groups.append(Group(setting, cell, n, ms, spread))
             timings = ", ".join(f"{name} {v:.4g} ms" for name, v in ms.items())
             log(f"{setting} {cell}: {timings} ({n} steps/round, {time.perf_counter() - t0:.0f}s with compiling)")
     return groups
 
 
+@dataclasses.dataclass
+class SeedsGroup:
+    """Median ms per step of all `num_seeds` seeds, vmapped and sequential, of one cell."""
+
+    cell: str
+    num_seeds: int
+    steps_per_round: int
+    ms: dict[str, float]  # "vmapped" / "sequential" -> median ms per step of all seeds
+    spread: dict[str, float]
+
+
+def benchmark_seeds(options: Options, log: Callable[[str], None] = lambda s: None) -> list[SeedsGroup]:
+    """For each cell and N in `options.seed_counts`: N seeds in one vmapped program vs one after another."""
+    s = options.seeds_setting
+    groups = []
+    for cell in options.cells:
+        config = MAIN_JOB.replace(cell=cell, batch_size=s.batch_size, seq_len=s.length, hidden_size=s.hidden_size)
+        validate(config)
+        programs = train_programs(Experiment(config))  # shared, so compiled once per length of the seed axis
+        for num_seeds in options.seed_counts:
+            t0, seeds = time.perf_counter(), jnp.arange(num_seeds)
+            contenders = [
+                JaxContender("vmapped", programs, seeds[None]),
+                JaxContender("sequential", programs, seeds[:, None]),
+            ]
+            n, ms, spread = time_contenders(contenders, options.rounds, options.warmup, options.min_round_s)
+            groups.append(SeedsGroup(cell, num_seeds, n, ms, spread))
+            timings = ", ".join(f"{name} {v:.4g} ms" for name, v in ms.items())
+            log(f"seeds {cell} N={num_seeds}: {timings} per step of all seeds ({time.perf_counter() - t0:.0f}s)")
+    return groups
+
+
 # ----------------------------------------------------------------------------- report
 
 
-def _num(x: float) -> str:
-    return f"{x:.1f}" if x >= 10 else f"{x:.3g}"
+def _timing_note(options: Options, groups: list[Any]) -> str:
+    low, high = min(g.steps_per_round for g in groups), max(g.steps_per_round for g in groups)
+    worst = max((s for g in groups for s in g.spread.values()), default=0.0)
+    return (
+        f"Median over {options.rounds} alternating rounds of {low if low == high else f'{low}-{high}'} step(s) "
+        f"each, after {options.warmup} warm-up step(s); largest interquartile range / median over rounds: {worst:.0%}."
+    )
 
 
-def markdown(options: Options, groups: list[Group], torch: Any, command: str = "") -> str:
+def speed_section(options: Options, groups: list[Group], torch: Any) -> list[str]:
     has_torch = any("torch" in g.ms for g in groups)
     header = ["setting", "cell", "flax cell", "ours ms/step", "flax ms/step", "flax/ours", "ours GFLOP/s"]
-    if has_torch:
-        header += ["torch ms/step", "torch/ours"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 3)) + "|"]
+    header += ["torch ms/step", "torch/ours"] if has_torch else []
+    rows = []
     for g in groups:
         ours = g.ms["ours"]
         for flax_cell in FLAX_CELLS[g.cell]:
             other = g.ms[f"flax:{flax_cell}"]
-            row = [str(g.setting), g.cell, flax_cell, _num(ours), _num(other), f"{other / ours:.2f}", _num(g.gflops)]
-            if has_torch:
-                row += [_num(g.ms["torch"]), f"{g.ms['torch'] / ours:.2f}"]
-            lines.append("| " + " | ".join(row) + " |")
-    out = ["## Training step speed: ours vs flax nn.RNN" + (" vs PyTorch" if has_torch else ""), "", *lines, ""]
+            row = [g.setting, g.cell, flax_cell, *map(fmt, (ours, other, other / ours, g.gflops))]
+            rows.append(row + ([fmt(g.ms["torch"]), fmt(g.ms["torch"] / ours)] if has_torch else []))
+    title = "## Training step speed: ours vs flax nn.RNN" + (" vs PyTorch" if has_torch else "")
+    out = [title, "", markdown_table(header, rows), ""]
     if options.variants:
-        out += [
-            "### Variants of our model (same rounds as ours)",
-            "",
-            "| setting | cell | variant | variant ms/step | ours ms/step | ours/variant |",
-            "|---|---|---|---:|---:|---:|",
+        header = ["setting", "cell", "variant", "variant ms/step", "ours ms/step", "ours/variant"]
+        rows = [
+            [g.setting, g.cell, v, fmt(g.ms[f"ours+{v}"]), fmt(g.ms["ours"]), fmt(g.ms["ours"] / g.ms[f"ours+{v}"])]
+            for g in groups
+            for v in options.variants
         ]
-        for g in groups:
-            for variant in options.variants:
-                ms = g.ms[f"ours+{variant}"]
-                row = [str(g.setting), g.cell, variant, _num(ms), _num(g.ms["ours"]), f"{g.ms['ours'] / ms:.2f}"]
-                out.append("| " + " | ".join(row) + " |")
-        out += ["", "ours/variant > 1: the variant is faster than the project's model.", ""]
-    rounds = ", ".join(sorted({f"{g.steps_per_round}" for g in groups}, key=int))
-    worst = max((s for g in groups for s in g.spread.values()), default=0.0)
-    versions = f"jax {jax.__version__}, flax {flax.__version__}, optax {optax.__version__}"
-    if torch is not None:
-        policy = os.environ.get("OMP_WAIT_POLICY", "default")
-        versions += f", torch {torch.__version__} ({options.torch_threads} threads, OMP_WAIT_POLICY {policy})"
+        out += ["### Variants of our model (same rounds as ours)", "", markdown_table(header, rows), ""]
+        out += ["ours/variant > 1: the variant is faster than the project's model.", ""]
     out += [
-        "Median over "
-        f"{options.rounds} alternating rounds of {rounds} step(s) each, after {options.warmup} warm-up step(s); "
-        f"largest interquartile range / median over rounds: {worst:.0%}.",
+        _timing_note(options, groups),
         "Ratios are other / ours: above 1 means ours is faster. "
         "GFLOP/s: matmul FLOPs 3 x 2 B T (G H (I + H) + H O), I = 10, O = 9, G = 1 (rnn), 3 (gru), 4 (lstm).",
         "Copy task with seq_len = T - 20; adam, lr 1e-3, gradient clipping at norm 1.",
@@ -461,27 +521,44 @@ def markdown(options: Options, groups: list[Group], torch: Any, command: str = "
         out.append(
             "torch column skipped: torch is not installed." if options.use_torch else "torch column skipped: --notorch."
         )
-    out += [
-        f"{versions}; Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs; "
-        f"{datetime.date.today().isoformat()}.",
+    return out
+
+
+def seeds_section(options: Options, groups: list[SeedsGroup]) -> list[str]:
+    header = ["cell", "seeds", "vmapped seed-steps/s", "sequential seed-steps/s", "vmapped/sequential"]
+    rows = []
+    for g in groups:
+        vmapped, sequential = (g.num_seeds * 1e3 / g.ms[name] for name in ("vmapped", "sequential"))
+        rows.append([g.cell, g.num_seeds, fmt(vmapped), fmt(sequential), fmt(vmapped / sequential)])
+    return [
+        "## Seeds: N seeds vmapped in one program vs the same seeds one after another",
+        "",
+        markdown_table(header, rows),
+        "",
+        f"{MAIN_JOB.task} task, {options.seeds_setting}, {MAIN_JOB.optimizer} lr {MAIN_JOB.learning_rate}, clipping "
+        f"at norm {MAIN_JOB.clip_norm} (experiments.compare's defaults; B, T, H from --seeds_setting).",
+        "vmapped: seeds 0..N-1 in one `jax.jit(jax.vmap(train_step))` over a seed axis of N, as experiments.train "
+        "runs them; sequential: the same N seeds as N single-seed runs of that path, one step of each in turn.",
+        "seed-steps/s = N / median seconds per step of all N seeds; vmapped/sequential above 1 means vmap is faster.",
+        _timing_note(options, groups),
     ]
+
+
+def markdown(options: Options, groups: list[Group], seeds: list[SeedsGroup], torch: Any, command: str = "") -> str:
+    """The Markdown report: the speed table (when `groups`), then the seeds table (when `seeds`)."""
+    out = speed_section(options, groups, torch) + [""] if groups else []
+    out += seeds_section(options, seeds) + [""] if seeds else []
+    versions = f"jax {jax.__version__}, flax {flax.__version__}, optax {optax.__version__}"
+    if torch is not None:
+        policy = os.environ.get("OMP_WAIT_POLICY", "default")
+        versions += f", torch {torch.__version__} ({options.torch_threads} threads, OMP_WAIT_POLICY {policy})"
+    out.append(
+        f"{versions}; Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs; "
+        f"{datetime.date.today().isoformat()}."
+    )
     if command:
         out.append(f"Command: `{command}`")
     return "\n".join(out) + "\n"
-
-
-def write_atomic(path: str | Path, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, then rename it over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ----------------------------------------------------------------------------- command line
@@ -491,6 +568,7 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
     flags.DEFINE_enum("preset", "full", sorted(PRESETS), "full: 128x120x128 and 128x520x256; quick: tiny, seconds.")
+    flags.DEFINE_string("sections", None, f"Override the preset's tables, comma-separated among {', '.join(SECTIONS)}.")
     flags.DEFINE_string("settings", None, "Override the preset's settings: BxTxH,... (T = copy seq_len + 20).")
     flags.DEFINE_string("cells", ",".join(CELLS), f"Comma-separated cells among {', '.join(CELLS)}.")
     flags.DEFINE_integer("rounds", None, "Override the preset's number of alternating timed rounds.")
@@ -500,7 +578,9 @@ def define_flags() -> None:
     flags.DEFINE_integer("torch_threads", 2, "torch.set_num_threads for the PyTorch column.")
     flags.DEFINE_string("variants", "", "Comma-separated variants of ours to time too: hoist, unrollK, hoist+unrollK.")
     flags.DEFINE_integer("num_seeds", 1, "Seeds vmapped in one step, as experiments.train's --num_seeds.")
-    flags.DEFINE_string("out", "", "Also write the Markdown table to this file (atomically).")
+    flags.DEFINE_string("seeds_setting", None, "Override the preset's BxTxH of the seeds table (adding, T = seq_len).")
+    flags.DEFINE_string("seed_counts", None, "Override the preset's seed counts N of the seeds table: N,...")
+    flags.DEFINE_string("out", "", "Also write the Markdown report to this file (atomically).")
 
 
 def options_from_flags() -> Options:
@@ -513,10 +593,18 @@ def options_from_flags() -> Options:
     changes["torch_threads"] = FLAGS.torch_threads
     if FLAGS.settings is not None:
         changes["settings"] = tuple(Setting.parse(s) for s in list_flag(FLAGS.settings, "settings"))
-    cells = tuple(list_flag(FLAGS.cells, "cells"))
-    if bad := [c for c in cells if c not in CELLS]:
-        raise ConfigError(f"--cells: {', '.join(bad)} not among {', '.join(CELLS)}")
-    changes["cells"] = cells
+    for name, allowed in (("cells", CELLS), ("sections", SECTIONS)):
+        if (value := getattr(FLAGS, name)) is not None:
+            changes[name] = tuple(list_flag(value, name))
+            if bad := [c for c in changes[name] if c not in allowed]:
+                raise ConfigError(f"--{name}: {', '.join(bad)} not among {', '.join(allowed)}")
+    if FLAGS.seeds_setting is not None:
+        changes["seeds_setting"] = Setting.parse(FLAGS.seeds_setting, "seeds_setting", min_length=2)
+    if FLAGS.seed_counts is not None:
+        counts = list_flag(FLAGS.seed_counts, "seed_counts")
+        if not all(c.isdigit() and 1 <= int(c) <= 1024 for c in counts):
+            raise ConfigError(f"--seed_counts={FLAGS.seed_counts}: must be integers in [1, 1024]")
+        changes["seed_counts"] = tuple(map(int, counts))
     if FLAGS.variants:
         changes["variants"] = tuple(list_flag(FLAGS.variants, "variants"))
         for v in changes["variants"]:
@@ -537,17 +625,20 @@ def options_from_flags() -> Options:
 
 def main(argv: list[str]) -> None:
     options = options_from_flags()
-    torch = import_torch() if options.use_torch else None
-    if options.use_torch and torch is None:
+    speed, seeds = "speed" in options.sections, "seeds" in options.sections
+    torch = import_torch() if options.use_torch and speed else None
+    if options.use_torch and speed and torch is None:
         print("torch is not installed: the torch column is skipped", file=sys.stderr)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
-    log(f"jax {jax.__version__} on {jax.devices()[0].platform}; {len(options.settings) * len(options.cells)} groups")
-    groups = benchmark(options, log)
+    n_groups = len(options.cells) * (speed * len(options.settings) + seeds * len(options.seed_counts))
+    log(f"jax {jax.__version__} on {jax.devices()[0].platform}; {n_groups} groups")
+    groups = benchmark(options, log) if speed else []
+    seeds_groups = benchmark_seeds(options, log) if seeds else []
     command = " ".join(["python -m benchmarks.speed", *sys.argv[1:]])
-    table = markdown(options, groups, torch, command)
-    print(table)
+    report = markdown(options, groups, seeds_groups, torch, command)
+    print(report)
     if FLAGS.out:
-        write_atomic(FLAGS.out, table)
+        atomic_write(FLAGS.out, lambda f: f.write(report))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""benchmarks.speed: the quick preset prints (and writes) a table with a row per cell and sane numbers."""
+"""benchmarks.speed: the quick preset prints (and writes) its speed and seeds tables, with sane numbers."""
 
 import importlib.util
 import math
@@ -17,14 +17,15 @@ ROOT = Path(__file__).resolve().parents[1]
 ROWS = {("rnn", "SimpleCell"), ("lstm", "OptimizedLSTMCell"), ("lstm", "LSTMCell"), ("gru", "GRUCell")}
 
 
-def table_rows(markdown: str) -> tuple[list[str], list[list[str]]]:
-    lines = [line for line in markdown.splitlines() if line.startswith("|")]
+def table_rows(section: str) -> tuple[list[str], list[list[str]]]:
+    """Header and body rows of the one Markdown table in `section`."""
+    lines = [line for line in section.splitlines() if line.startswith("|")]
     cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
-    return cells[0], [row for row in cells if row[0].startswith("B=")]
+    return cells[0], cells[2:]
 
 
 @pytest.mark.slow
-def test_quick_preset_has_a_row_per_cell_with_positive_finite_numbers(tmp_path):
+def test_quick_preset_has_a_row_per_cell_and_seed_count_with_positive_finite_numbers(tmp_path):
     out = tmp_path / "results" / "speed.md"
     # Optimisation level 0 halves XLA's compile time, which is most of this test; the numbers
     # are checked for sanity only, never compared.
@@ -41,7 +42,8 @@ def test_quick_preset_has_a_row_per_cell_with_positive_finite_numbers(tmp_path):
     table = out.read_text()
     assert table in proc.stdout
     assert not [p for p in out.parent.iterdir() if p.name != "speed.md"]  # no temporary file left
-    header, rows = table_rows(table)
+    speed_section, seeds_section = table.split("\n## Seeds")
+    header, rows = table_rows(speed_section)
     has_torch = importlib.util.find_spec("torch") is not None
     assert header[:7] == ["setting", "cell", "flax cell", "ours ms/step", "flax ms/step", "flax/ours", "ours GFLOP/s"]
     assert (header[7:] == ["torch ms/step", "torch/ours"]) == has_torch
@@ -52,6 +54,14 @@ def test_quick_preset_has_a_row_per_cell_with_positive_finite_numbers(tmp_path):
         numbers = [float(v) for v in row[3:]]
         assert len(numbers) == len(header) - 3
         assert all(math.isfinite(x) and x > 0 for x in numbers), row
+    header, rows = table_rows(seeds_section)
+    assert header == ["cell", "seeds", "vmapped seed-steps/s", "sequential seed-steps/s", "vmapped/sequential"]
+    assert [row[:2] for row in rows] == [[cell, n] for cell in speed.CELLS for n in ("1", "2")]
+    assert "adding task, B=4 T=24 H=8" in seeds_section
+    for row in rows:
+        vmapped, sequential, ratio = map(float, row[2:])
+        assert all(math.isfinite(x) and x > 0 for x in (vmapped, sequential, ratio)), row
+        assert ratio == pytest.approx(vmapped / sequential, rel=0.02), row
 
 
 def test_settings_flops_and_variant_names():
@@ -64,6 +74,9 @@ def test_settings_flops_and_variant_names():
     for bad in ("128x520", "0x100x8", "4x21x8", "axbxc"):
         with pytest.raises(ConfigError):
             speed.Setting.parse(bad)
+    assert speed.Setting.parse("4x2x8", "seeds_setting", min_length=2) == speed.Setting(4, 2, 8)  # adding: T >= 2
+    with pytest.raises(ConfigError, match="--seeds_setting"):
+        speed.Setting.parse("4x1x8", "seeds_setting", min_length=2)
     assert speed.parse_variant("hoist") == (True, 1)
     assert speed.parse_variant("unroll4") == (False, 4)
     assert speed.parse_variant("hoist+unroll2") == (True, 2)
@@ -79,10 +92,3 @@ def test_hoisted_unrolled_variant_computes_what_the_project_model_does(cell):
     assert exp.model.hoist and exp.model.scan_unroll == 2
     inputs, _ = exp.task.sample(jax.random.PRNGKey(0), 2)
     assert exp.model.apply(exp.model.init(jax.random.PRNGKey(0), inputs), inputs).shape == (2, 23, 9)
-
-
-def test_write_atomic_replaces_the_file(tmp_path):
-    path = tmp_path / "a" / "t.md"
-    speed.write_atomic(path, "one\n")
-    speed.write_atomic(path, "two\n")
-    assert path.read_text() == "two\n" and [p.name for p in path.parent.iterdir()] == ["t.md"]
