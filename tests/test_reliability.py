@@ -14,9 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cells import CELLS
 from experiments import io, train
-from experiments.config import Config, ConfigError, validate
+from experiments.config import OPTIMIZERS, Config, ConfigError, validate
 from experiments.train import Experiment, train_and_evaluate
+from tasks import TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = Config(
@@ -143,8 +145,7 @@ def test_bad_learning_rates(value):
 @settings(max_examples=40, deadline=None)
 @given(field=st.sampled_from(["cell", "task", "optimizer"]), value=names)
 def test_unknown_names(field, value):
-    if value in {"cell": ["rnn", "irnn", "lstm", "gru", "flax_lstm", "flax_gru"], "task": ["copy", "adding"],
-                 "optimizer": ["adam", "rmsprop", "sgd"]}[field]:  # fmt: skip
+    if value in {"cell": CELLS.names(), "task": TASKS.names(), "optimizer": OPTIMIZERS}[field]:
         return
     assert_rejected(SMALL.replace(**{field: value}), field)
 
