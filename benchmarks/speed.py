@@ -16,7 +16,7 @@ cell (copy with delay `seq_len = T - 20`, since copy sequences are `seq_len + 20
 Contenders, for each setting and cell:
 
 - ours: `Experiment(config).train_step` exactly as `experiments.train` runs it,
-  `jax.jit(jax.vmap(train_step), donate_argnums=0)` over a seed axis (`--num_seeds`, 1 by default):
+  `Experiment.compiled_step()` (vmapped in chunks) over a seed axis (`--num_seeds`, 1 by default):
   `SequenceModel` (our cell under `jax.lax.scan`) + `Dense` readout, the batch made inside the step.
 - flax: the same `Experiment.train_step` (same batches, loss, clipping, Adam and bookkeeping)
   with only the model swapped for `nn.Dense(9)(nn.RNN(cell)(x))` over flax's own cell:
@@ -48,7 +48,7 @@ timing) but not the project's code path: they exist to tell whether changing it 
 Seeds (`--sections=seeds`): for each cell and each N of `--seed_counts`, on `--seeds_setting`
 (default: the main job's, `experiments.compare.DEFAULTS`: adding, T=100, hidden 64, batch 50, Adam
 1e-3, clip 1), `vmapped` trains seeds 0..N-1 in one program exactly as `experiments.train` does
-(`jax.jit(jax.vmap(...))` over a leading seed axis of N); `sequential` trains the same N seeds as N
+(`Experiment.compiled_step()`: vmap over a leading seed axis of N, in chunks); `sequential` trains the same N seeds as N
 single-seed runs of that path (the same jitted program, seed axis 1), one step of each seed in turn.
 Both are timed in alternating rounds as above; the table gives seed-steps/s = N / (median seconds
 per step of all N seeds) of each and `vmapped/sequential`: above 1 means vmapping is faster.
@@ -282,7 +282,7 @@ def variant_experiment(config: Config, variant: str) -> Experiment:
 
 def train_programs(exp: Experiment) -> tuple[Callable, Callable]:
     """`experiments.train`'s jitted init and train step, over a leading seed axis."""
-    return jax.jit(jax.vmap(exp.init_state)), jax.jit(jax.vmap(exp.train_step), donate_argnums=0)
+    return jax.jit(jax.vmap(exp.init_state)), exp.compiled_step()
 
 
 class JaxContender:
@@ -537,7 +537,7 @@ def seeds_section(options: Options, groups: list[SeedsGroup]) -> list[str]:
         "",
         f"{MAIN_JOB.task} task, {options.seeds_setting}, {MAIN_JOB.optimizer} lr {MAIN_JOB.learning_rate}, clipping "
         f"at norm {MAIN_JOB.clip_norm} (experiments.compare's defaults; B, T, H from --seeds_setting).",
-        "vmapped: seeds 0..N-1 in one `jax.jit(jax.vmap(train_step))` over a seed axis of N, as experiments.train "
+        "vmapped: seeds 0..N-1 in one `Experiment.compiled_step()` over a seed axis of N, as experiments.train "
         "runs them; sequential: the same N seeds as N single-seed runs of that path, one step of each in turn.",
         "seed-steps/s = N / median seconds per step of all N seeds; vmapped/sequential above 1 means vmap is faster.",
         _timing_note(options, groups),

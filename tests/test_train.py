@@ -12,7 +12,7 @@ from cells import make_cell
 from experiments import io
 from experiments.config import Config, ConfigError, validate
 from experiments.model import SequenceModel
-from experiments.train import Experiment, train_and_evaluate
+from experiments.train import Experiment, train_and_evaluate, vmap_in_chunks
 
 TINY = Config(
     cell="gru", task="adding", seq_len=8, hidden_size=8, batch_size=8, steps=20,
@@ -166,3 +166,12 @@ def test_cli_bad_flag_is_one_line_without_traceback(tmp_path):
         assert proc.returncode == 2, proc.stderr
         assert "Traceback" not in proc.stderr and flag in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_vmap_in_chunks_is_bit_identical_to_vmap():
+    exp = Experiment(TINY.replace(num_seeds=5))
+    state = jax.vmap(exp.init_state)(jnp.arange(5))
+    plain = jax.jit(jax.vmap(exp.train_step))(state)
+    chunked = jax.jit(vmap_in_chunks(exp.train_step, 2))(state)  # 2 chunks of 2, then 1 left over
+    assert all(jax.tree.leaves(jax.tree.map(np.array_equal, plain, chunked)))
+    assert exp.seed_chunk() >= 1
