@@ -190,6 +190,11 @@ class FlaxRNNModel:
     def apply(self, params: Any, inputs: jax.Array) -> jax.Array:
         return self.net.apply({"params": params}, inputs)
 
+    def activation_bytes(self, batch_size: int, length: int, input_size: int) -> int:
+        """The same estimate as for our cells (`Experiment.seed_chunk` reads it)."""
+        cell = getattr(nn, self.cell_name)(features=self.hidden_size)
+        return SequenceModel(cell, self.num_outputs).activation_bytes(batch_size, length, input_size)
+
 
 # ----------------------------------------------------------------------------- variants of ours
 
