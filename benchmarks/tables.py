@@ -67,8 +67,8 @@ PRESETS: dict[str, dict[str, Grid]] = {
         "copy": Grid(CELLS3, (10, 20, 40), 2, 3000, 64, 50, 1e-3, "adam", 100, eval_size=500),
         "gradients": Grid((*CELLS3, "lstm_fb0"), (50, 100, 200, 500, 1000), 3, 0, 128, 32, 1e-3, "adam", 1),
     },
-    # The literature's grid (see README): hidden 128, 3 seeds. Adding as Li et al. 2018 / LEM
-    # (batch 50, Adam); copy as the uRNN/EURNN protocol (batch 128... here 20 as uRNN, RMSprop 1e-3).
+    # The literature's grid (see README): hidden 128, 3 seeds. Adding in the setting of Li et al. 2018
+    # and the LEM logs (batch 50, Adam); copy in the uRNN protocol (batch 20, RMSprop 1e-3, 20k steps).
     "paper": {
         "adding": Grid(CELLS3, (100, 200, 400, 750), 3, 10000, 128, 50, 1e-3, "adam", 250),
         "copy": Grid(CELLS3, (100, 200, 500, 1000), 3, 20000, 128, 20, 1e-3, "rmsprop", 500),
