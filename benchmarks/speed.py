@@ -380,10 +380,11 @@ class Group:
     steps_per_round: int
     ms: dict[str, float]  # contender name -> median ms per step
     spread: dict[str, float]  # contender name -> interquartile range / median over rounds
+    num_seeds: int = 1  # every step trains this many seeds
 
     @property
     def gflops(self) -> float:
-        return self.setting.train_flops(self.cell) / (self.ms["ours"] / 1e3) / 1e9
+        return self.num_seeds * self.setting.train_flops(self.cell) / (self.ms["ours"] / 1e3) / 1e9
 
 
 def time_contenders(contenders: list[Any], rounds: int, warmup: int, min_round_s: float) -> tuple[int, dict, dict]:
@@ -444,7 +445,7 @@ def benchmark(options: Options, log: Callable[[str], None] = lambda s: None) -> 
             contenders = make_contenders(options, setting, cell, torch)
             n, ms, spread = time_contenders(contenders, options.rounds, options.warmup, options.min_round_s)
             del contenders
-            groups.append(Group(setting, cell, n, ms, spread))
+            groups.append(Group(setting, cell, n, ms, spread, options.num_seeds))
             timings = ", ".join(f"{name} {v:.4g} ms" for name, v in ms.items())
             log(f"{setting} {cell}: {timings} ({n} steps/round, {time.perf_counter() - t0:.0f}s with compiling)")
     return groups
