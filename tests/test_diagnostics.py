@@ -15,6 +15,7 @@ from flax import linen as nn
 from jax.flatten_util import ravel_pytree
 
 from cells import LSTMCell, make_cell
+from cells.base import Cell
 from experiments import diagnostics as diag
 from experiments.config import Config
 from experiments.model import SequenceModel
@@ -48,10 +49,8 @@ class PairCell(nn.RNNCellBase):
         return 1
 
 
-class LinearCell(nn.RNNCellBase):
+class LinearCell(Cell):
     """h' = W h + V x (column convention: carry @ W.T), so dL/dh_t = (W^T)^(T-t) dL/dh_T."""
-
-    hidden_size: int
 
     @nn.compact
     def __call__(self, carry, x):
@@ -59,14 +58,6 @@ class LinearCell(nn.RNNCellBase):
         V = self.param("V", nn.initializers.lecun_normal(), (x.shape[-1], self.hidden_size))
         h = carry @ W.T + x @ V
         return h, h
-
-    @nn.nowrap
-    def initialize_carry(self, rng, input_shape):
-        return jnp.zeros(input_shape[:-1] + (self.hidden_size,))
-
-    @property
-    def num_feature_axes(self) -> int:
-        return 1
 
 
 def _setup(cell, task, batch=2, seed=0):
