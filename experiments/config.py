@@ -34,7 +34,7 @@ class Config:
     steps: int = _field(2000, "Training steps; a larger value extends a finished run on resume.")
     optimizer: str = _field("adam", "Optimizer: adam, rmsprop or sgd (with --momentum).")
     learning_rate: float = _field(1e-3, "Learning rate.")
-    momentum: float = _field(0.9, "Momentum for sgd and rmsprop (rmsprop: 0 = plain).")
+    momentum: float = _field(0.9, "Momentum of sgd (0 = plain sgd); adam and rmsprop ignore it.")
     clip_norm: float = _field(1.0, "Clip gradients to this global norm before the update (0 = off).")
     eval_every: int = _field(100, "Evaluate on the held-out set and log every this many steps.")
     eval_size: int = _field(1000, "Sequences in the fixed held-out evaluation set.")
