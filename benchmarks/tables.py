@@ -32,7 +32,7 @@ from experiments.diagnostics import TrainingRecorder
 from experiments.flags import list_flag, run
 from experiments.plots import plot_learning_curves, plot_metric_vs_length
 from experiments.report import markdown_table, mean_std
-from experiments.train import Experiment, _versions, train_and_evaluate
+from experiments.train import Experiment, package_versions, train_and_evaluate
 
 PUBLISHED = Path(__file__).with_name("published.csv")
 TABLES = ("adding", "copy", "gradients")
@@ -182,7 +182,7 @@ def render(table: str, task: str, grid: Grid, points: dict, command: str, wall: 
     head = [
         f"# `{table}` table", "",
         f"Command: `{command}`  ", f"Wall time: {wall / 60:.1f} min on {_machine()}  ",
-        f"Versions: {', '.join(f'{k} {v}' for k, v in _versions().items())}  ",
+        f"Versions: {', '.join(f'{k} {v}' for k, v in package_versions().items())}  ",
         f"Settings: {settings}. LSTM forget bias 1.0 (`lstm`, the default) or 0 (`lstm_fb0`).", "",
     ]  # fmt: skip
     out = head

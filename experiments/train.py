@@ -346,7 +346,7 @@ def _results(exp, state, history, step, wall_time, train_time, timed_steps, stop
         "mean": {k: float(np.mean(v)) for k, v in finals.items()},
         "std": {k: float(np.std(v)) for k, v in finals.items()},
         "solved_fraction": float(np.mean([s["solved"] for s in per_seed])),
-        "versions": _versions(),
+        "versions": package_versions(),
     }
 
 
@@ -354,7 +354,7 @@ def _evals(record: dict) -> dict:
     return {k[5:]: v for k, v in record.items() if k.startswith("eval_")}
 
 
-def _versions() -> dict[str, str]:
+def package_versions() -> dict[str, str]:
     import flax
 
     versions = {"python": sys.version.split()[0], "jax": jax.__version__, "flax": flax.__version__}
