@@ -355,6 +355,7 @@ def _evals(record: dict) -> dict:
 
 
 def package_versions() -> dict[str, str]:
+    """Versions of Python and the numerical stack, recorded with every result."""
     import flax
 
     versions = {"python": sys.version.split()[0], "jax": jax.__version__, "flax": flax.__version__}
