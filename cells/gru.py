@@ -4,11 +4,11 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from cells.base import Cell
+from cells.base import AffineCell
 from cells.initializers import RECURRENT_INITS, check_choice, recurrent_init
 
 
-class GRUCell(Cell):
+class GRUCell(AffineCell):
     r"""GRU (Cho et al. 2014) in the PyTorch/cuDNN/flax convention.
 
     Equations, for input x (..., I) and carry h (..., H)::
@@ -23,6 +23,9 @@ class GRUCell(Cell):
     one orthogonal H x H block per gate; ``bias`` b (3H,) and ``recurrent_bias`` b_hn (H,),
     zeros. Carry: h, zeros at initialisation. Cho et al. and Haiku apply the reset gate
     before the matmul, tanh(a_n + (r * h) U_n); this cell does not.
+
+    The step and the fused whole-sequence method (``sequence``) share ``pointwise``; there the
+    recurrent projection is h U + [0, 0, b_hn].
     """
 
     recurrent_init: str = "orthogonal"
@@ -38,10 +41,22 @@ class GRUCell(Cell):
         U = self.param("recurrent_kernel", recurrent_init(self.recurrent_init, 3), (H, 3 * H))
         b = self.param("bias", nn.initializers.zeros_init(), (3 * H,))
         b_hn = self.param("recurrent_bias", nn.initializers.zeros_init(), (H,))
-        a_r, a_z, a_n = jnp.split(x @ W + b, 3, axis=-1)
-        u_r, u_z, u_n = jnp.split(carry @ U, 3, axis=-1)
+        return self.pointwise(x @ W + b, carry @ U + _pad(b_hn), carry)
+
+    @nn.nowrap
+    def pointwise(self, a_x: jax.Array, a_h: jax.Array, carry: jax.Array) -> tuple[jax.Array, jax.Array]:
+        a_r, a_z, a_n = jnp.split(a_x, 3, axis=-1)
+        u_r, u_z, u_n = jnp.split(a_h, 3, axis=-1)  # u_n includes b_hn
         r = jax.nn.sigmoid(a_r + u_r)
         z = jax.nn.sigmoid(a_z + u_z)
-        n = jnp.tanh(a_n + r * (u_n + b_hn))
+        n = jnp.tanh(a_n + r * u_n)
         h = (1.0 - z) * n + z * carry
         return h, h
+
+    def recurrent_bias(self) -> jax.Array:
+        return _pad(self.variables["params"]["recurrent_bias"])
+
+
+def _pad(b_hn: jax.Array) -> jax.Array:
+    """b_h = [0, 0, b_hn] (3H,): the recurrent bias reaches the n gate only (adding 0 is exact)."""
+    return jnp.concatenate([jnp.zeros((2 * b_hn.shape[-1],), b_hn.dtype), b_hn])

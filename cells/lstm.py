@@ -4,16 +4,16 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from cells.base import Cell
+from cells.base import AffineCell
 from cells.initializers import RECURRENT_INITS, check_choice, recurrent_init
 
 
-class LSTMCell(Cell):
+class LSTMCell(AffineCell):
     r"""LSTM (Hochreiter & Schmidhuber 1997, with forget gate of Gers et al. 2000).
 
     Equations, for input x (..., I) and carry (c, h), each (..., H)::
 
-        [i, f, g, o] = x W + h U + b                  (gate order i, f, g, o, as PyTorch)
+        [i, f, g, o] = (x W + b) + h U                (gate order i, f, g, o, as PyTorch)
         c' = sigmoid(f) * c + sigmoid(i) * tanh(g)
         h' = sigmoid(o) * tanh(c')                    y = h'
 
@@ -27,6 +27,9 @@ class LSTMCell(Cell):
     do the same): sigmoid(1) = 0.73 keeps the cell state, and with it the gradient, alive
     over more steps at initialisation. PyTorch and flax's LSTMCell start at 0; pass
     ``forget_bias=0`` to match them. Tables report the value used.
+
+    The step and the whole-sequence method (``sequence``, the fused kernel of `cells.fused`)
+    share ``pointwise``, the gate equations after the two matmuls.
     """
 
     forget_bias: float = 1.0
@@ -39,14 +42,24 @@ class LSTMCell(Cell):
     @nn.compact
     def __call__(self, carry: tuple[jax.Array, jax.Array], x: jax.Array):
         H = self.hidden_size
-        c, h = carry
+        h = carry[1]
         W = self.param("input_kernel", nn.initializers.lecun_normal(), (x.shape[-1], 4 * H))
         U = self.param("recurrent_kernel", recurrent_init(self.recurrent_init, 4), (H, 4 * H))
         b = self.param("bias", lambda _, shape: jnp.zeros(shape).at[H : 2 * H].set(self.forget_bias), (4 * H,))
-        i, f, g, o = jnp.split(x @ W + h @ U + b, 4, axis=-1)
-        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        return self.pointwise(x @ W + b, h @ U, carry)
+
+    additive_gates = True  # pointwise reads a_x + a_h only
+
+    @nn.nowrap
+    def pointwise(self, a_x: jax.Array, a_h: jax.Array, carry: tuple[jax.Array, jax.Array]):
+        i, f, g, o = jnp.split(a_x + a_h, 4, axis=-1)
+        c = jax.nn.sigmoid(f) * carry[0] + jax.nn.sigmoid(i) * jnp.tanh(g)
         h = jax.nn.sigmoid(o) * jnp.tanh(c)
         return (c, h), h
+
+    @staticmethod
+    def read_h(carry: tuple[jax.Array, jax.Array]) -> jax.Array:
+        return carry[1]
 
     @nn.nowrap
     def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]):

@@ -1,14 +1,19 @@
 """Experiment configuration as code: one frozen dataclass, validated before anything compiles."""
 
 import dataclasses
+import errno
 import math
 import os
+import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from cells import make_cell
+from experiments import policy
 from experiments.model import SequenceModel
 from tasks import Task, make_task
 
@@ -43,6 +48,17 @@ class Config:
     checkpoint_every: int = _field(1000, "Save a checkpoint every this many steps (0 = only at the end).")
     diag_every: int = _field(0, "Measure gradient diagnostics every this many steps (0 = off).")
     remat: int = _field(0, "Recompute activations in chunks of this many steps on the backward pass (0 = off).")
+    sequence_path: str = _field(
+        "auto",
+        "How the cell runs over time: sequence (its whole-sequence method when it has one: the fused kernel of "
+        "rnn/lstm/gru), step (lax.scan over its step), auto (per backend: experiments.policy).",
+    )
+    unroll: int = _field(0, "Time steps per iteration of the time scans (0 = per backend: experiments.policy).")
+    seed_chunk: int = _field(0, "Seeds per device vmapped at once, the rest looped (0 = per backend and memory).")
+    num_devices: int = _field(0, "Local devices the seeds are sharded over (0 = the most that divide --num_seeds).")
+    matmul_precision: str = _field(
+        "highest", "fp32 matmul precision: highest (reproducible fp32) or default (lets a GPU use TF32)."
+    )
 
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)
@@ -72,8 +88,50 @@ def _positive_float(name: str, value: Any, allow_zero: bool = False) -> None:
         raise ConfigError(f"--{name}={value!r}: must be a finite number {'>= 0' if allow_zero else '> 0'}")
 
 
-def validate(config: Config) -> None:
-    """Check every field; raise ConfigError on the first bad one. Compiles nothing."""
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"--{name}={value!r}: must be one of {', '.join(allowed)}")
+
+
+def num_devices(config: Config, available: int) -> int:
+    """Devices the seeds are sharded over: --num_devices, or the most (<= available) dividing --num_seeds."""
+    if config.num_devices:
+        return config.num_devices
+    return max(d for d in range(1, min(available, config.num_seeds) + 1) if config.num_seeds % d == 0)
+
+
+def _check_devices(config: Config) -> None:
+    if not config.num_devices:
+        return
+    available = jax.local_device_count()
+    if config.num_devices > available:
+        raise ConfigError(f"--num_devices={config.num_devices}: only {available} local devices")
+    if config.num_seeds % config.num_devices:
+        raise ConfigError(
+            f"--num_seeds={config.num_seeds} is not a multiple of --num_devices={config.num_devices}: "
+            "each device trains the same number of seeds"
+        )
+
+
+def make_model(config: Config, cell: Any, task: Task, backend: str | None = None) -> SequenceModel:
+    """The SequenceModel of `config`, its path and unroll resolved for `backend` (default: JAX's)."""
+    backend = backend or jax.default_backend()
+    return SequenceModel(
+        cell,
+        task.num_outputs,
+        task.readout,
+        config.remat,
+        path=policy.sequence_path(backend, config.sequence_path),
+        scan_unroll=policy.scan_unroll(backend, config.unroll),
+    )
+
+
+def validate(config: Config, diagnostics_batch: int | None = None) -> None:
+    """Check every field; raise ConfigError on the first bad one. Compiles nothing.
+
+    `diagnostics_batch`: sequences of the gradient diagnostics batch the run will measure (the
+    `--batch` of `experiments.gradients`); None = training's own (DIAG_BATCH when --diag_every > 0).
+    """
     _int_between("seq_len", config.seq_len, 2, MAX_SEQ_LEN)
     _int_between("hidden_size", config.hidden_size, 1, MAX_WIDTH)
     _int_between("batch_size", config.batch_size, 1, MAX_WIDTH)
@@ -85,6 +143,12 @@ def validate(config: Config) -> None:
     _int_between("checkpoint_every", config.checkpoint_every, 0, 10**9)
     _int_between("diag_every", config.diag_every, 0, 10**9)
     _int_between("remat", config.remat, 0, MAX_SEQ_LEN)
+    _int_between("unroll", config.unroll, 0, 1024)
+    _int_between("seed_chunk", config.seed_chunk, 0, 1024)
+    _int_between("num_devices", config.num_devices, 0, 4096)
+    _choice("sequence_path", config.sequence_path, policy.PATHS)
+    _choice("matmul_precision", config.matmul_precision, policy.PRECISIONS)
+    _check_devices(config)
     _positive_float("learning_rate", config.learning_rate)
     _positive_float("clip_norm", config.clip_norm, allow_zero=True)
     _positive_float("momentum", config.momentum, allow_zero=True)
@@ -101,9 +165,9 @@ def validate(config: Config) -> None:
     except ValueError as e:
         flag = "cell_options" if "option" in str(e) else "cell"
         raise ConfigError(f"--{flag}: {e}") from None
-    model = SequenceModel(cell, task.num_outputs, task.readout, config.remat)
+    model = make_model(config, cell, task)
     _check_cell_runs(config, model, task)
-    _check_memory(config, model, task)
+    _check_memory(config, model, task, diagnostics_batch)
 
 
 def _check_cell_runs(config: Config, model: SequenceModel, task: Task) -> None:
@@ -116,33 +180,143 @@ def _check_cell_runs(config: Config, model: SequenceModel, task: Task) -> None:
         raise ConfigError(f"--cell={config.cell}: the cell fails on a (1, {task.input_size}) input: {first}") from None
 
 
-def check_workdir(workdir: str | os.PathLike) -> Path:
+def _probe(folder: Path) -> None:
+    """Create `folder` if needed and write (then remove) a file there; OSError if that fails."""
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, f"{folder} is a file, not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, probe = tempfile.mkstemp(dir=folder, prefix=".write_probe.")
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_workdir(workdir: str | os.PathLike, flag: str = "workdir") -> Path:
     """Create `workdir` if needed and make sure files can be written there; ConfigError otherwise."""
+    if not str(workdir).strip():
+        raise ConfigError(f"--{flag}={str(workdir)!r}: must name a folder (empty would mean the current one)")
     path = Path(workdir)
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write_probe"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise ConfigError(f"--workdir={workdir}: not writable ({e.strerror or e})") from None
+        _probe(path)
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
+        raise ConfigError(f"--{flag}={workdir}: not writable ({getattr(e, 'strerror', None) or e})") from None
     return path
+
+
+def check_out_file(path: str | os.PathLike, flag: str = "out") -> Path:
+    """Make sure a file can be written (atomically: temp file beside it, then rename) at `path`."""
+    if not str(path).strip():
+        raise ConfigError(f"--{flag}={str(path)!r}: must name a file")
+    out = Path(path)
+    if out.is_dir():
+        raise ConfigError(f"--{flag}={path}: is a folder; give a file name")
+    try:
+        _probe(out.parent)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"--{flag}={path}: not writable ({getattr(e, 'strerror', None) or e})") from None
+    return out
 
 
 def physical_memory_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def _check_memory(config: Config, model: SequenceModel, task: Task, fraction: float = 0.8) -> None:
-    """Refuse a run whose stored activations clearly cannot fit in RAM; suggest --remat."""
-    estimate = lambda m: config.num_seeds * m.activation_bytes(config.batch_size, task.length, task.input_size)  # noqa: E731
-    need, ram = estimate(model), physical_memory_bytes()
+DIAG_BATCH = 32  # sequences in the diagnostics batch of training with --diag_every (TrainingRecorder)
+EVAL_CHUNK = 250  # held-out sequences evaluated at once (Experiment.eval_set)
+OPTIMIZER_SLOTS = {"adam": 2, "rmsprop": 1, "sgd": 1}  # per-parameter arrays of state (sgd: momentum)
+
+
+def _nbytes(tree: Any) -> int:
+    return sum(leaf.size * jnp.dtype(leaf.dtype).itemsize for leaf in jax.tree.leaves(tree))
+
+
+def memory_estimate(config: Config, model: SequenceModel, task: Task, diagnostics_batch: int = 0) -> dict[str, int]:
+    """Bytes a run keeps at once, by what keeps them; shapes from `jax.eval_shape` (no compilation).
+
+    activations: the backward pass's (`SequenceModel.activation_bytes`); batch: a training batch;
+    parameters: parameters, gradients and optimizer state; eval: the held-out set and one chunk's
+    forward pass; diagnostics: a backward pass over the diagnostics batch with its per-step carry gradients.
+    All per seed, times --num_seeds (the eval set is shared).
+    """
+    key, one = jax.random.PRNGKey(0), jax.ShapeDtypeStruct((1, 2, task.input_size), jnp.float32)
+
+    def shapes(x: jax.Array) -> tuple[Any, Any, jax.Array]:
+        params = model.init(key, x)
+        carry, y = model.cell.apply({"params": params["cell"]}, model.initial_carry(x), x[:, 0])
+        return params, carry, y
+
+    params, carry, y = jax.eval_shape(shapes, one)
+    slots = OPTIMIZER_SLOTS[config.optimizer] if config.optimizer != "sgd" or config.momentum else 0
+    T, seeds = task.length, config.num_seeds
+    # per sequence and step, what an evaluation's forward pass stacks: outputs y and the readout's, when it reads all
+    per_step = (y.size * y.dtype.itemsize + task.num_outputs * 4) if task.readout == "all" else 0
+
+    def sample_bytes(n: int) -> int:
+        return _nbytes(jax.eval_shape(lambda k: task.sample(k, n), key))
+
+    estimate = {
+        "activations": seeds * model.activation_bytes(config.batch_size, T, task.input_size),
+        "batch": seeds * sample_bytes(config.batch_size),
+        "parameters": seeds * (2 + slots) * _nbytes(params),
+        "eval": sample_bytes(config.eval_size) + seeds * min(config.eval_size, EVAL_CHUNK) * T * per_step,
+        "diagnostics": 0,
+    }
+    if b := diagnostics_batch:  # one backward pass, plus the (T, B) carry perturbations and their gradients
+        backward = model.activation_bytes(b, T, task.input_size) + sample_bytes(b)
+        estimate["diagnostics"] = seeds * (backward + 2 * T * b * _nbytes(carry))
+    return estimate
+
+
+def _check_memory(
+    config: Config, model: SequenceModel, task: Task, diagnostics_batch: int | None = None, fraction: float = 0.8
+) -> None:
+    """Refuse a run that clearly cannot fit in RAM, naming the flag of what takes the most."""
+    explicit = diagnostics_batch is not None
+    if not explicit:
+        diagnostics_batch = DIAG_BATCH if config.diag_every else 0
+    estimate = memory_estimate(config, model, task, diagnostics_batch)
+    need, ram = sum(estimate.values()), physical_memory_bytes()
     if need <= fraction * ram:
         return
-    k = max(2, math.isqrt(task.length))
-    with_remat = estimate(dataclasses.replace(model, remat=k))
+    gib = lambda n: f"{n / 2**30:.1f}" if n >= 2**30 / 10 else f"{n / 2**30:.2g}"  # noqa: E731
+    parts = ", ".join(f"{k} {gib(v)}" for k, v in estimate.items() if v)
+    total = f"in all ~{gib(need)} GiB ({parts}), more than {fraction:.0%} of this machine's {gib(ram)} GiB"
+    largest = max(estimate, key=estimate.get)
+    if largest in ("activations", "batch"):
+        k = max(2, math.isqrt(task.length))
+        with_remat = config.num_seeds * dataclasses.replace(model, remat=k).activation_bytes(
+            config.batch_size, task.length, task.input_size
+        )
+        remat = f"add --remat={k} (~{with_remat / 2**30:.2f} GiB of activations) or " if k != config.remat else ""
+        raise ConfigError(
+            f"--seq_len={config.seq_len}: the backward pass would keep ~{gib(estimate['activations'])} GiB of "
+            f"activations, {total}; {remat}lower --batch_size, --hidden_size or --num_seeds"
+        )
+    if largest == "parameters":
+        raise ConfigError(
+            f"--hidden_size={config.hidden_size}: parameters, gradients and {config.optimizer} state would take "
+            f"~{gib(estimate['parameters'])} GiB, {total}; lower --hidden_size or --num_seeds"
+        )
+    if largest == "eval":
+        raise ConfigError(
+            f"--eval_size={config.eval_size}: the held-out set of {config.eval_size} sequences of {task.length} steps "
+            f"and its evaluation would take ~{gib(estimate['eval'])} GiB, {total}; lower --eval_size or --seq_len"
+        )
+    flag, lower = ("batch", "lower --batch") if explicit else ("diag_every", "set --diag_every=0")
+    value = diagnostics_batch if explicit else config.diag_every
     raise ConfigError(
-        f"--seq_len={config.seq_len}: the backward pass would keep ~{need / 2**30:.1f} GiB of activations, more than "
-        f"{fraction:.0%} of this machine's {ram / 2**30:.1f} GiB; add --remat={k} (~{with_remat / 2**30:.2f} GiB) "
-        f"or lower --batch_size, --hidden_size or --num_seeds"
+        f"--{flag}={value}: gradient diagnostics on a batch of {diagnostics_batch} sequences would take "
+        f"~{gib(estimate['diagnostics'])} GiB, {total}; {lower} or add --remat"
     )
+
+
+def validate_cells(config: Config, cells: list[str], flag: str = "cells", **kwargs: Any) -> dict[str, Config]:
+    """`config` for each cell of a --cells list, validated; an error names --cells (and the entry), not --cell."""
+    configs = {}
+    for cell in cells:
+        configs[cell] = config.replace(cell=cell)
+        try:
+            validate(configs[cell], **kwargs)
+        except ConfigError as e:
+            entry = f" ({cell})" if len(cells) > 1 else ""
+            raise ConfigError(re.sub(r"^--cell(=\S+)?: ", f"--{flag}={','.join(cells)}{entry}: ", str(e))) from None
+    return configs

@@ -1,6 +1,7 @@
-"""A sequence model: a cell unrolled over time by `jax.lax.scan`, then a linear readout."""
+"""A sequence model: a cell unrolled over time (step by step or whole-sequence), then a linear readout."""
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -18,15 +19,28 @@ class SequenceModel:
     Shapes: inputs (B, T, I) -> outputs (B, T, O) when `readout == "all"`, (B, O) when
     `readout == "last"`. Parameters are `{"cell": ..., "readout": ...}`.
 
+    Two paths run the cell over time, with the same equations:
+
+    - `step`: `jax.lax.scan` over the cell's `__call__` (any flax cell);
+    - `sequence`: the cell's optional whole-sequence method
+      `cell.sequence(carry, xs, perturbations=None, unroll=1) -> (carry, ys)`, xs (T, B, I) and
+      ys (T, B, ...) time-major; the built-in rnn, lstm and gru provide a fused kernel with a
+      hand-written backward pass (`cells.fused`).
+
+    `path` picks one: "sequence" uses the cell's method when it has one (else the step scan),
+    "step" always scans the step. `scan_unroll` is passed to the scans (see `experiments.policy`).
+
     `remat > 0` recomputes activations in chunks of `remat` steps during the backward pass
-    (jax.checkpoint around each chunk's scan): memory O(T / remat + remat) instead of O(T)
-    for one extra forward pass.
+    (jax.checkpoint around each chunk, on either path): memory O(T / remat + remat) instead of
+    O(T) for one extra forward pass.
     """
 
     cell: nn.Module
     num_outputs: int
     readout: str = "all"
     remat: int = 0
+    path: str = "sequence"
+    scan_unroll: int = 1
 
     def init(self, rng: jax.Array, inputs: jax.Array) -> Params:
         cell_key, readout_key = jax.random.split(rng)
@@ -40,6 +54,11 @@ class SequenceModel:
         """The cell's initial carry for a (B, T, I) batch (deterministic: rng fixed at 0)."""
         return self.cell.initialize_carry(jax.random.PRNGKey(0), inputs[:, 0].shape)
 
+    @property
+    def uses_sequence(self) -> bool:
+        """True when the whole-sequence method runs (path "sequence" and the cell has one)."""
+        return self.path == "sequence" and callable(getattr(self.cell, "sequence", None))
+
     def unroll(
         self,
         params: Params,
@@ -50,67 +69,77 @@ class SequenceModel:
     ) -> tuple[Carry, jax.Array]:
         """Run the cell over time; return (final carry, outputs y (B, T, ...)).
 
-        With `all_outputs=False` only the last output is returned, (B, ...), and the (T, B, ...)
-        stack of outputs is never built.
+        With `all_outputs=False` only the last output is returned, (B, ...), and no (T, B, ...)
+        stack of outputs is kept across remat chunks (the step path never builds one).
 
         `perturbations`, a carry pytree with a leading time axis (T, B, ...), is added to
         the carry entering each step: `h_t = cell(h_{t-1} + eps_t, x_t)`. At zero it changes
         nothing, and its gradient is dL/dh_{t-1} for every t from one backward pass.
         """
-        cell_params = params["cell"]
         carry = self.initial_carry(inputs) if carry is None else carry
+        xs = (jnp.swapaxes(inputs, 0, 1), perturbations)
+        run = self._run_sequence if self.uses_sequence else self._run_steps
+        run = functools.partial(run, params["cell"], last_only=not all_outputs)
+        carry, ys = self._chunked(run, carry, xs, inputs.shape[1], last_only=not all_outputs)
+        return carry, (jnp.swapaxes(ys, 0, 1) if all_outputs else ys)
 
+    def _run_sequence(self, cell_params: Params, carry: Carry, xs: Any, last_only: bool) -> tuple[Carry, jax.Array]:
+        x, eps = xs
+        carry, ys = self.cell.apply({"params": cell_params}, carry, x, eps, self.scan_unroll, method="sequence")
+        return carry, (ys[-1] if last_only else ys)
+
+    def _run_steps(self, cell_params: Params, carry: Carry, xs: Any, last_only: bool) -> tuple[Carry, jax.Array]:
         def step(carry: Carry, xs: tuple[jax.Array, Carry | None]) -> tuple[Carry, jax.Array]:
             x, eps = xs
             if eps is not None:
                 carry = jax.tree.map(jnp.add, carry, eps)
             return self.cell.apply({"params": cell_params}, carry, x)
 
-        xs = (jnp.swapaxes(inputs, 0, 1), perturbations)
-        if all_outputs:
-            carry, ys = self._scan(step, carry, xs, inputs.shape[1])
-            return carry, jnp.swapaxes(ys, 0, 1)
+        if not last_only:
+            return jax.lax.scan(step, carry, xs, unroll=self.scan_unroll)
         _, y_shape = jax.eval_shape(step, carry, jax.tree.map(lambda a: a[0], xs))
         last_step = lambda c, x: (step(c[0], x), None)  # noqa: E731  (carry, y) travel together
-        (carry, y), _ = self._scan(last_step, (carry, jnp.zeros(y_shape.shape, y_shape.dtype)), xs, inputs.shape[1])
+        (carry, y), _ = jax.lax.scan(
+            last_step, (carry, jnp.zeros(y_shape.shape, y_shape.dtype)), xs, unroll=self.scan_unroll
+        )
         return carry, y
 
-    def _scan(self, step, carry: Carry, xs: Any, length: int) -> tuple[Carry, jax.Array | None]:
+    def _chunked(self, run, carry: Carry, xs: Any, length: int, last_only: bool) -> tuple[Carry, jax.Array]:
+        """`run(carry, xs)` over all T steps, or chunk by chunk under jax.checkpoint when remat is on."""
         if self.remat <= 0 or self.remat >= length:
-            return jax.lax.scan(step, carry, xs)
+            return run(carry, xs)
         k, n_chunks = self.remat, length // self.remat
         head = jax.tree.map(lambda a: a[: n_chunks * k].reshape((n_chunks, k) + a.shape[1:]), xs)
         tail = jax.tree.map(lambda a: a[n_chunks * k :], xs)
-        chunk = jax.checkpoint(lambda c, x: jax.lax.scan(step, c, x))
-        carry, ys = jax.lax.scan(chunk, carry, head)
-        if ys is not None:
-            ys = ys.reshape((n_chunks * k,) + ys.shape[2:])
+        carry, ys = jax.lax.scan(jax.checkpoint(run), carry, head)  # ys: (n, k, ...) or (n, ...) last only
+        ys = ys[-1] if last_only else ys.reshape((n_chunks * k,) + ys.shape[2:])
         if length % k:
-            carry, ys_tail = jax.lax.scan(step, carry, tail)
-            ys = None if ys is None else jnp.concatenate([ys, ys_tail])
+            carry, ys_tail = run(carry, tail)
+            ys = ys_tail if last_only else jnp.concatenate([ys, ys_tail])
         return carry, ys
 
     def activation_bytes(self, batch_size: int, length: int, input_size: int) -> int:
-        """Estimated bytes the backward pass keeps for one sequence batch (no compilation).
+        """Estimated bytes the backward pass keeps for one training batch (no compilation).
 
-        Per step, the cell's vjp residuals with a batch axis (found with `jax.eval_shape`),
-        times T; with `remat = k`: T/k stored carries plus k steps of residuals.
+        The residuals of the loss's vjp (found with `jax.eval_shape`) at lengths 8 and 16: their
+        difference / 8 is what one step adds, whatever the path, the cell or the readout, and
+        parameters cancel out. Without remat: T such steps; with `remat = k`: T/k stored carries
+        plus k steps.
         """
-        x = jax.ShapeDtypeStruct((batch_size, 2, input_size), jnp.float32)
 
-        def residuals(inputs: jax.Array) -> tuple[Any, Carry]:
-            params = self.init(jax.random.PRNGKey(0), inputs)
-            carry = self.initial_carry(inputs)
-            step = lambda c: self.cell.apply({"params": params["cell"]}, c, inputs[:, 0])  # noqa: E731
-            return jax.vjp(step, carry)[1], carry
+        def residual_bytes(n: int) -> int:
+            x = jax.ShapeDtypeStruct((batch_size, n, input_size), jnp.float32)
 
-        vjp_fn, carry = jax.eval_shape(residuals, x)
+            def residuals(inputs: jax.Array) -> Any:
+                params = self.init(jax.random.PRNGKey(0), inputs)
+                plain = dataclasses.replace(self, remat=0)
+                return jax.vjp(lambda p: plain.apply(p, inputs), params)[1]
 
-        def nbytes(tree: Any) -> int:  # arrays with a batch axis only: parameters are not per step
-            leaves = [leaf for leaf in jax.tree.leaves(tree) if leaf.shape[:1] == (batch_size,)]
-            return sum(leaf.size * leaf.dtype.itemsize for leaf in leaves)
+            return sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(jax.eval_shape(residuals, x)))
 
-        per_step, carry_bytes = nbytes(vjp_fn), nbytes(carry)
+        per_step = max(0, residual_bytes(16) - residual_bytes(8)) // 8
+        carry = jax.eval_shape(self.initial_carry, jax.ShapeDtypeStruct((batch_size, 1, input_size), jnp.float32))
+        carry_bytes = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(carry))
         if 0 < self.remat < length:
             return length // self.remat * carry_bytes + self.remat * per_step
         return length * per_step

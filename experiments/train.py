@@ -3,8 +3,10 @@
     python -m experiments.train --cell=lstm --task=adding --seq_len=100 --workdir=runs/x
 
 Seeds `seed .. seed+num_seeds-1` train together in one compiled program: every per-seed
-function below is written for one seed and `jax.vmap`-ed over a leading seed axis (the train
-step in chunks of seeds, see `vmap_in_chunks`). A run with one seed has a seed axis of length 1.
+function below is written for one seed and `jax.vmap`-ed over a leading seed axis. The seed axis
+is sharded over a 1-D device mesh (axis "seeds", `jax.shard_map`): each device runs its
+num_seeds / num_devices seeds, vmapped in chunks (`vmap_in_chunks`, chunk size from
+`experiments.policy`). A run with one seed has a seed axis of length 1.
 """
 
 import contextlib
@@ -20,27 +22,29 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from absl import logging
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from cells import make_cell
-from experiments import io
+from experiments import io, policy
 from experiments.checkpoint import Checkpoints
-from experiments.config import Config, ConfigError, check_workdir, validate
-from experiments.model import SequenceModel
+from experiments.config import Config, ConfigError, check_workdir, make_model, num_devices, validate
 from tasks import Task, make_task
 
 EVAL_SEED = 2**31 - 1  # the held-out set is the same for every run of a (task, T, eval_size)
-RESUMABLE_CHANGES = ("steps", "checkpoint_every")  # fields that may differ when resuming
-SEED_CHUNK_BYTES = 30 * 2**20  # seeds vmapped at once keep at most this much backward residuals
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "num_devices", "seed_chunk")  # may differ when resuming
+SEEDS = "seeds"  # the mesh axis of seeds
 
 
 def vmap_in_chunks(fn: Any, chunk: int) -> Any:
     """`jax.vmap(fn)` over a leading seed axis, computed `chunk` seeds at a time (`jax.lax.map`).
 
-    Bit-identical to `jax.vmap(fn)`. Why: a step vmapped over all N seeds keeps N x the scan's
-    stacked backward residuals in one temporary buffer; on CPU, once that passes glibc's 32 MiB
-    mmap threshold it is mapped fresh on every call, and the page faults of filling it made
-    4 and 8 vmapped LSTM seeds 0.6x as fast as running them one by one (`benchmarks/speed.py
-    --sections=seeds`). Chunks keep the live buffer at `chunk` seeds' worth and reuse it.
+    Bit-identical to `jax.vmap(fn)` on CPU (tested). Why: a step vmapped over all N seeds keeps
+    N x the scan's stacked backward residuals in one temporary buffer; on CPU, once that passes
+    glibc's 32 MiB mmap threshold it is mapped fresh on every call, and the page faults of
+    filling it made 4 and 8 vmapped LSTM seeds 0.6x as fast as running them one by one. Chunks
+    keep the live buffer at `chunk` seeds' worth and reuse it. On a GPU chunking serialises the
+    seeds, so `experiments.policy.seed_chunk` chunks there only when memory requires it.
     """
 
     def chunked(tree: Any) -> Any:
@@ -94,8 +98,17 @@ class Experiment:
         self.config = config
         self.task: Task = make_task(config.task, config.seq_len)
         cell = make_cell(config.cell, config.hidden_size, config.cell_options)
-        self.model = SequenceModel(cell, self.task.num_outputs, self.task.readout, config.remat)
+        self.model = make_model(config, cell, self.task)
         self.optimizer = make_optimizer(config)
+
+    def precision(self) -> contextlib.AbstractContextManager:
+        """Context under which this config's programs are traced: its fp32 matmul precision."""
+        return jax.default_matmul_precision(self.config.matmul_precision)
+
+    def mesh(self) -> Mesh:
+        """The 1-D mesh over the devices the seeds are sharded over (see `config.num_devices`)."""
+        devices = jax.local_devices()
+        return Mesh(np.array(devices[: num_devices(self.config, len(devices))]), (SEEDS,))
 
     def loss_fn(self, params: Any, inputs: jax.Array, targets: jax.Array) -> jax.Array:
         return self.task.loss(self.model.apply(params, inputs), targets)
@@ -138,15 +151,42 @@ class Experiment:
             count=state.count + finite,
         )
 
-    def seed_chunk(self) -> int:
-        """Seeds per vmapped chunk of the train step: as many as fit in SEED_CHUNK_BYTES, at least 1."""
+    def init_states(self, seeds: jax.Array) -> TrainState:
+        """`init_state` of every seed in (N,), stacked. A `lax.map`, not a vmap: a vmapped
+        initialisation batches the orthogonal initialisers' QR factorisations, and two batched
+        LAPACK calls on XLA's CPU thread pool could each wait for the other forever (issue 12, #0)."""
+        return jax.lax.map(self.init_state, seeds)
+
+    def compiled_init(self, mesh: Mesh | None = None) -> Any:
+        """The jitted `init_states`, its output sharded over `mesh`'s seed axis."""
+        mesh = mesh or self.mesh()
+        return jax.jit(self.init_states, out_shardings=NamedSharding(mesh, P(SEEDS)))
+
+    def seed_chunk(self, seeds_per_device: int | None = None) -> int:
+        """Seeds per vmapped chunk of the train step on one device (`experiments.policy.seed_chunk`)."""
         c = self.config
         per_seed = self.model.activation_bytes(c.batch_size, self.task.length, self.task.input_size)
-        return max(1, SEED_CHUNK_BYTES // max(per_seed, 1))
+        device = jax.local_devices()[0]
+        memory = (device.memory_stats() or {}).get("bytes_limit") if device.platform != "cpu" else None
+        n = seeds_per_device or c.num_seeds
+        return policy.seed_chunk(device.platform, per_seed, n, memory, c.seed_chunk)
 
-    def compiled_step(self) -> Any:
-        """The jitted train step over a leading seed axis (seeds vmapped in chunks; state donated)."""
-        return jax.jit(vmap_in_chunks(self.train_step, self.seed_chunk()), donate_argnums=0)
+    def compiled_step(self, mesh: Mesh | None = None) -> Any:
+        """The jitted train step over a leading seed axis sharded over `mesh` (state donated)."""
+        mesh = mesh or self.mesh()
+        chunk = self.seed_chunk(self.config.num_seeds // mesh.size)
+        step = jax.shard_map(
+            vmap_in_chunks(self.train_step, chunk), mesh=mesh, in_specs=P(SEEDS), out_specs=P(SEEDS), check_vma=False
+        )
+        return jax.jit(step, donate_argnums=0)
+
+    def compiled_eval(self, mesh: Mesh | None = None) -> Any:
+        """The jitted evaluation of every seed's parameters on the (replicated) held-out set."""
+        mesh = mesh or self.mesh()
+        evaluate = jax.vmap(self.evaluate, in_axes=(0, None))
+        return jax.jit(
+            jax.shard_map(evaluate, mesh=mesh, in_specs=(P(SEEDS), P()), out_specs=P(SEEDS), check_vma=False)
+        )
 
     def eval_set(self) -> tuple[jax.Array, jax.Array]:
         """The fixed held-out set, as chunks (n, chunk, ...) of at most 250 sequences."""
@@ -193,7 +233,16 @@ def check_resumable(config: Config, workdir: Path) -> None:
     path = workdir / "config.json"
     if not path.exists():
         return
-    saved = Config.from_dict(io.read_json(path)).to_dict()
+    try:
+        saved = io.read_json(path)
+        if not isinstance(saved, dict):
+            raise ValueError(f"holds a JSON {type(saved).__name__}, not an object")
+        saved = Config.from_dict(saved).to_dict()
+    except (OSError, ValueError, TypeError) as e:  # empty, truncated, `[]`, unreadable, a folder, ...
+        reason = getattr(e, "strerror", None) or (str(e).splitlines() or [type(e).__name__])[0]
+        raise ConfigError(
+            f"--workdir={workdir}: {path} is damaged or unreadable ({reason}); use a new --workdir"
+        ) from None
     diff = [k for k, v in config.to_dict().items() if saved.get(k) != v and k not in RESUMABLE_CHANGES]
     if diff:
         fields = ", ".join(f"--{k} (saved {saved.get(k)!r}, now {getattr(config, k)!r})" for k in diff)
@@ -211,10 +260,16 @@ def train_and_evaluate(config: Config, workdir: str | Path) -> dict[str, Any]:
     workdir = check_workdir(workdir)
     check_resumable(config, workdir)
     io.write_json(workdir / "config.json", config.to_dict())
-
     exp = Experiment(config)
+    with exp.precision():
+        return _train(exp, workdir)
+
+
+def _train(exp: Experiment, workdir: Path) -> dict[str, Any]:
+    config = exp.config
+    mesh = exp.mesh()
     seeds = jnp.arange(config.seed, config.seed + config.num_seeds)
-    state = jax.jit(jax.vmap(exp.init_state))(seeds)
+    state = exp.compiled_init(mesh)(seeds)
     checkpoints = Checkpoints(workdir)
     start = checkpoints.latest_step() or 0
     metrics_path = workdir / "metrics.jsonl"
@@ -223,8 +278,8 @@ def train_and_evaluate(config: Config, workdir: str | Path) -> dict[str, Any]:
         logging.info("resuming %s from step %d", workdir, start)
     io.write_jsonl(metrics_path, [r for r in io.read_jsonl(metrics_path) if start and r["step"] <= start])
 
-    step_fn = exp.compiled_step()
-    eval_fn = jax.jit(jax.vmap(exp.evaluate, in_axes=(0, None)))
+    step_fn = exp.compiled_step(mesh)
+    eval_fn = exp.compiled_eval(mesh)
     reset_fn = jax.jit(reset_meters, donate_argnums=0)
     eval_set = exp.eval_set()
     diagnostics = _diagnostics_recorder(exp, workdir, config)
@@ -264,6 +319,7 @@ def train_and_evaluate(config: Config, workdir: str | Path) -> dict[str, Any]:
     checkpoints.save(step, state)
     checkpoints.close()
     results = _results(exp, state, history, step, time.perf_counter() - t_start, train_time, timed_steps, stop)
+    results["execution"] = execution(exp, mesh)
     io.write_json(workdir / "results.json", results)
     return results
 
@@ -347,6 +403,22 @@ def _results(exp, state, history, step, wall_time, train_time, timed_steps, stop
         "std": {k: float(np.std(v)) for k, v in finals.items()},
         "solved_fraction": float(np.mean([s["solved"] for s in per_seed])),
         "versions": package_versions(),
+    }
+
+
+def execution(exp: Experiment, mesh: Mesh) -> dict[str, Any]:
+    """How the run executed: backend, devices, and the policies resolved for them."""
+    device = mesh.devices.flat[0]
+    per_device = exp.config.num_seeds // mesh.size
+    return {
+        "backend": device.platform,
+        "device_kind": device.device_kind,
+        "num_devices": mesh.size,
+        "seeds_per_device": per_device,
+        "seed_chunk": exp.seed_chunk(per_device),
+        "sequence_path": "sequence" if exp.model.uses_sequence else "step",
+        "unroll": exp.model.scan_unroll,
+        "matmul_precision": exp.config.matmul_precision,
     }
 
 

@@ -1,0 +1,61 @@
+"""Execution policies that depend on the hardware, decided here from measurements.
+
+Each function takes the backend's name (`jax.default_backend()`: "cpu", "gpu", "tpu", ...) so a
+unit test covers every branch without the hardware. The flags `--sequence_path`, `--unroll` and
+`--seed_chunk` override them (their value "auto" / 0 asks this module).
+
+Measurements behind the choices (`python -m benchmarks.speed`, ratios side by side in one run;
+`benchmarks/results/speed/`):
+
+- CPU, 2 cores: the fused whole-sequence kernel of the built-in cells (`cells.fused`) was 0.7-1.0x
+  as fast as autodiff of the step scan (lstm 0.75-0.8x, gru 0.7-0.85x, rnn 0.95-1.0x at B=128
+  T=120 H=128, forward + backward), so CPU runs the step scan; scan unroll 2 and 4 were 0.74-0.96x
+  as fast as unroll 1 on both paths, so CPU does not unroll.
+- CPU: a step vmapped over many seeds keeps one big buffer of backward residuals; past glibc's
+  32 MiB mmap threshold it is mapped afresh on every call (~15,000 page faults per step at 4 LSTM
+  seeds, 0.6x as fast as sequential seeds). Seeds are vmapped in chunks keeping under
+  `CPU_SEED_CHUNK_BYTES` of residuals, looped with `lax.map` (bit-identical to one vmap).
+- GPU (H100/H200): one vmap over all of a device's seeds is 16.5x (32 seeds) and 29x (256 seeds)
+  the throughput of one seed; chunking serialises them, so a GPU chunks only when the seeds'
+  residuals would not fit in `GPU_MEMORY_FRACTION` of its memory. The fused kernel and scan unroll
+  `GPU_UNROLL` are the GPU defaults (see the README's GPU table for the measured ratios).
+"""
+
+PATHS = ("auto", "sequence", "step")
+PRECISIONS = ("highest", "default")
+CPU_SEED_CHUNK_BYTES = 30 * 2**20
+GPU_MEMORY_FRACTION = 0.5  # of the device's memory, for the seeds' backward residuals
+GPU_UNROLL = 8
+ACCELERATORS = ("gpu", "cuda", "rocm", "tpu")
+
+
+def sequence_path(backend: str, requested: str = "auto") -> str:
+    """ "sequence" (the cell's whole-sequence method, when it has one) or "step" (scan of the step)."""
+    if requested != "auto":
+        return requested
+    return "sequence" if backend in ACCELERATORS else "step"
+
+
+def scan_unroll(backend: str, requested: int = 0) -> int:
+    """Steps per iteration of the time scans (`lax.scan(unroll=...)`)."""
+    if requested > 0:
+        return requested
+    return GPU_UNROLL if backend in ACCELERATORS else 1
+
+
+def seed_chunk(
+    backend: str, per_seed_bytes: int, num_seeds: int, device_memory: int | None = None, requested: int = 0
+) -> int:
+    """Seeds of one device vmapped at once (the rest in a `lax.map` loop over chunks), at least 1.
+
+    `per_seed_bytes`: the backward residuals of one seed's step (`SequenceModel.activation_bytes`);
+    `num_seeds`: the seeds on this device; `device_memory`: its memory in bytes, if known.
+    """
+    if requested > 0:
+        return min(requested, num_seeds)
+    per_seed = max(per_seed_bytes, 1)
+    if backend in ACCELERATORS:
+        if device_memory is None:
+            return num_seeds
+        return max(1, min(num_seeds, int(GPU_MEMORY_FRACTION * device_memory) // per_seed))
+    return max(1, min(num_seeds, CPU_SEED_CHUNK_BYTES // per_seed))
