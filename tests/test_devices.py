@@ -1,0 +1,112 @@
+"""Per-backend policies, seeds sharded over devices, and the matmul precision flag.
+
+Multi-device runs use `XLA_FLAGS=--xla_force_host_platform_device_count=4` in a subprocess
+(the flag must be set before JAX starts).
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import pytest
+
+from experiments import policy
+from experiments.config import Config, ConfigError, num_devices, validate
+
+ROOT = Path(__file__).resolve().parents[1]
+MB = 2**20
+
+
+@pytest.mark.parametrize("backend", ["cpu", "gpu", "cuda", "rocm", "tpu"])
+def test_policies_per_backend(backend):
+    accelerator = backend != "cpu"
+    assert policy.sequence_path(backend) == ("sequence" if accelerator else "step")
+    assert policy.sequence_path(backend, "step") == "step"
+    assert policy.scan_unroll(backend) == (policy.GPU_UNROLL if accelerator else 1)
+    assert policy.scan_unroll(backend, 3) == 3
+    # 32 seeds of 15 MB of residuals each: a CPU keeps chunks under 30 MiB, a GPU takes them all at once
+    chunk = policy.seed_chunk(backend, 15 * MB, 32, device_memory=80 * 2**30 if accelerator else None)
+    assert chunk == (32 if accelerator else 2)
+    assert policy.seed_chunk(backend, 15 * MB, 32, requested=5) == 5
+    assert policy.seed_chunk(backend, 15 * MB, 3, requested=5) == 3
+    if accelerator:  # chunked only when the seeds' residuals would not fit in the device's memory
+        assert policy.seed_chunk(backend, 2**30, 256, device_memory=80 * 2**30) == 40
+        assert policy.seed_chunk(backend, 2**40, 4, device_memory=80 * 2**30) == 1
+        assert policy.seed_chunk(backend, 2**30, 256, device_memory=None) == 256
+
+
+def test_num_devices_auto_and_explicit():
+    assert num_devices(Config(num_seeds=8), 4) == 4
+    assert num_devices(Config(num_seeds=6), 4) == 3
+    assert num_devices(Config(num_seeds=1), 4) == 1
+    assert num_devices(Config(num_seeds=8, num_devices=2), 4) == 2
+
+
+@pytest.mark.parametrize(
+    "changes,flag",
+    [
+        ({"num_devices": 2}, "--num_devices=2: only"),  # this process sees one CPU device
+        ({"sequence_path": "fused"}, "--sequence_path='fused': must be one of auto, sequence, step"),
+        ({"matmul_precision": "tf32"}, "--matmul_precision='tf32': must be one of highest, default"),
+        ({"unroll": -1}, "--unroll=-1"),
+        ({"seed_chunk": -2}, "--seed_chunk=-2"),
+    ],
+)
+def test_execution_flags_are_validated(changes, flag):
+    assert jax.local_device_count() == 1
+    with pytest.raises(ConfigError, match="^" + flag.replace("(", r"\(").replace("[", r"\[")):
+        validate(Config(**changes))
+
+
+SHARDED = """
+import json, sys
+from experiments.config import Config
+from experiments.train import train_and_evaluate
+import jax
+base = dict(cell="gru", task="adding", seq_len=12, hidden_size=8, batch_size=8, steps=20, eval_every=10,
+            eval_size=16, num_seeds=4, checkpoint_every=10)
+config = Config(**{**base, **json.loads(sys.argv[2])})
+results = train_and_evaluate(config, sys.argv[1])
+print(json.dumps({"devices": jax.local_device_count(), **results["execution"]}))
+"""
+
+
+def _run(workdir: Path, devices: int, **changes) -> dict:
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"}
+    cmd = [sys.executable, "-c", SHARDED, str(workdir), json.dumps(changes)]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _finals(workdir: Path) -> list[float]:
+    results = json.loads((workdir / "results.json").read_text())
+    return [s["final"]["loss"] for s in results["seeds"]]
+
+
+@pytest.mark.slow
+def test_seeds_sharded_over_four_devices_equal_one_device_and_resume_across_device_counts(tmp_path):
+    four = _run(tmp_path / "four", 4)
+    assert four["devices"] == 4 and four["num_devices"] == 4 and four["seeds_per_device"] == 1
+    one = _run(tmp_path / "one", 4, num_devices=1)
+    assert one["num_devices"] == 1 and one["seeds_per_device"] == 4
+    assert _finals(tmp_path / "four") == pytest.approx(_finals(tmp_path / "one"), rel=1e-5)
+    # half the steps on 4 devices, the rest resumed on 2 devices (same files, other mesh)
+    _run(tmp_path / "resumed", 4, steps=10)
+    two = _run(tmp_path / "resumed", 4, num_devices=2)
+    assert two["num_devices"] == 2 and two["seeds_per_device"] == 2
+    assert _finals(tmp_path / "resumed") == pytest.approx(_finals(tmp_path / "four"), rel=1e-5)
+    results = json.loads((tmp_path / "four" / "results.json").read_text())
+    assert results["execution"]["backend"] == "cpu" and results["execution"]["device_kind"] == "cpu"
+
+
+def test_matmul_precision_is_recorded(tmp_path):
+    from experiments.train import train_and_evaluate
+
+    config = Config(cell="rnn", seq_len=6, hidden_size=4, batch_size=4, steps=2, eval_every=2, eval_size=4)
+    results = train_and_evaluate(config.replace(matmul_precision="default"), tmp_path)
+    assert results["execution"]["matmul_precision"] == "default"
+    assert json.loads((tmp_path / "config.json").read_text())["matmul_precision"] == "default"
