@@ -74,10 +74,8 @@ import optax
 from absl import flags
 from flax import linen as nn
 
-from cells import GRUCell, LSTMCell, RNNCell
-from cells.rnn import ACTIVATIONS
 from experiments.compare import DEFAULTS as MAIN_JOB
-from experiments.config import Config, ConfigError, validate
+from experiments.config import Config, ConfigError, check_out_file, validate
 from experiments.io import atomic_write
 from experiments.model import SequenceModel
 from experiments.report import fmt, markdown_table
@@ -143,10 +141,23 @@ class Options:
     sections: tuple[str, ...] = SECTIONS
     seeds_setting: Setting = Setting(MAIN_JOB.batch_size, MAIN_JOB.seq_len, MAIN_JOB.hidden_size)  # adding
     seed_counts: tuple[int, ...] = (1, 2, 4, 8)
+    flax: bool = True  # time flax's nn.RNN beside ours
+    seeds_cells: tuple[str, ...] | None = None  # cells of the seeds table (None: `cells`)
 
 
 PRESETS = {
     "full": Options(settings=(Setting(128, 120, 128), Setting(128, 520, 256)), rounds=9, warmup=2, min_round_s=0.5),
+    "gpu": Options(
+        settings=(Setting(50, 100, 128), Setting(50, 1000, 128), Setting(128, 520, 256)),
+        rounds=5,
+        warmup=2,
+        min_round_s=0.2,
+        variants=("step",),
+        flax=False,  # on a GPU, flax's nn.RNN is the step path (the `step` variant); its compiles cost minutes
+        seeds_setting=Setting(50, 100, 128),
+        seed_counts=(1, 8, 32, 256),
+        seeds_cells=("lstm",),
+    ),
     "quick": Options(
         settings=(Setting(4, 24, 8),),
         rounds=3,
@@ -154,6 +165,18 @@ PRESETS = {
         min_round_s=0.0,
         seeds_setting=Setting(4, 24, 8),
         seed_counts=(1, 2),
+    ),
+    "gpu_tiny": Options(  # the gpu preset's code path at CPU sizes (a test runs it)
+        settings=(Setting(4, 24, 8),),
+        cells=("lstm",),
+        rounds=2,
+        warmup=1,
+        min_round_s=0.0,
+        variants=("step",),
+        flax=False,
+        seeds_setting=Setting(4, 12, 8),
+        seed_counts=(1, 3),
+        seeds_cells=("lstm",),
     ),
 }
 
@@ -198,96 +221,42 @@ class FlaxRNNModel:
 
 # ----------------------------------------------------------------------------- variants of ours
 
-
-def _recurrent_step(cell: nn.Module, p: dict[str, jax.Array]) -> Callable:
-    """Our cell's step given the precomputed input projection a_t = x_t W + b."""
-    U = p["recurrent_kernel"]
-    if isinstance(cell, LSTMCell):
-
-        def step(carry, a):
-            c, h = carry
-            i, f, g, o = jnp.split(a + h @ U, 4, axis=-1)
-            c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-            h = jax.nn.sigmoid(o) * jnp.tanh(c)
-            return (c, h), h
-
-    elif isinstance(cell, GRUCell):
-        b_hn = p["recurrent_bias"]
-
-        def step(h, a):
-            a_r, a_z, a_n = jnp.split(a, 3, axis=-1)
-            u_r, u_z, u_n = jnp.split(h @ U, 3, axis=-1)
-            r = jax.nn.sigmoid(a_r + u_r)
-            z = jax.nn.sigmoid(a_z + u_z)
-            n = jnp.tanh(a_n + r * (u_n + b_hn))
-            h = (1.0 - z) * n + z * h
-            return h, h
-
-    elif isinstance(cell, RNNCell):
-        act = ACTIVATIONS[cell.activation]
-
-        def step(h, a):
-            h = act(a + h @ U)
-            return h, h
-
-    else:
-        raise ValueError(f"no hoisted step for {type(cell).__name__}")
-    return step
+VARIANT_PATHS = ("step", "sequence")
 
 
-@dataclasses.dataclass(frozen=True)
-class VariantModel(SequenceModel):
-    """`SequenceModel` with the input projection hoisted out of the scan and/or an unrolled scan."""
-
-    hoist: bool = False
-    scan_unroll: int = 1
-
-    def _scan(self, step, carry, xs, length):
-        return jax.lax.scan(step, carry, xs, unroll=self.scan_unroll)
-
-    def unroll(self, params, inputs, perturbations=None, carry=None, **kwargs):
-        if not self.hoist:
-            return super().unroll(params, inputs, perturbations, carry, **kwargs)
-        if perturbations is not None:
-            raise ValueError("the hoisted variant takes no perturbations")
-        p = params["cell"]
-        carry = self.initial_carry(inputs) if carry is None else carry
-        projected = jnp.swapaxes(inputs, 0, 1) @ p["input_kernel"] + p["bias"]  # (T, B, G H)
-        carry, ys = self._scan(_recurrent_step(self.cell, p), carry, projected, inputs.shape[1])
-        return carry, (jnp.swapaxes(ys, 0, 1) if kwargs.get("all_outputs", True) else ys[-1])
-
-
-def parse_variant(name: str) -> tuple[bool, int]:
-    """`hoist`, `unrollK` or `hoist+unrollK` -> (hoist, unroll)."""
-    match = re.fullmatch(r"(hoist)?(?:\+?unroll(\d+))?", name)
-    if not name or not match or (match.group(1) is None and match.group(2) is None):
-        raise ConfigError(f"--variants: {name!r} is not hoist, unrollK or hoist+unrollK")
-    unroll = int(match.group(2) or 1)
-    if unroll < 1 or (match.group(1) and match.group(2) and "+" not in name):
-        raise ConfigError(f"--variants: {name!r} is not hoist, unrollK or hoist+unrollK")
-    return match.group(1) is not None, unroll
+def parse_variant(name: str) -> dict[str, Any]:
+    """`step`, `sequence`, `unrollK` or a `+`-joined combination (`sequence+unroll16`) -> Config changes."""
+    changes: dict[str, Any] = {}
+    for part in name.split("+"):
+        match = re.fullmatch(r"unroll(\d+)", part)
+        if part in VARIANT_PATHS and "sequence_path" not in changes:
+            changes["sequence_path"] = part
+        elif match and 1 <= int(match.group(1)) <= 1024 and "unroll" not in changes:
+            changes["unroll"] = int(match.group(1))
+        else:
+            raise ConfigError(f"--variants: {name!r} is not step, sequence, unrollK or a +-joined combination")
+    return changes
 
 
 def variant_experiment(config: Config, variant: str) -> Experiment:
-    """Our Experiment with the model replaced by a VariantModel, checked to compute the same outputs."""
-    hoist, unroll = parse_variant(variant)
-    exp = Experiment(config)
-    ref = exp.model
-    exp.model = VariantModel(ref.cell, ref.num_outputs, ref.readout, hoist=hoist, scan_unroll=unroll)
-    inputs, _ = exp.task.sample(jax.random.PRNGKey(1), 2)
-    params = ref.init(jax.random.PRNGKey(0), inputs)
-    expected, got = jax.jit(ref.apply)(params, inputs), jax.jit(exp.model.apply)(params, inputs)
-    if not np.allclose(expected, got, rtol=1e-4, atol=1e-5):
-        raise AssertionError(f"variant {variant} of {config.cell} differs from SequenceModel")
-    return exp
+    """Our Experiment with the variant's execution flags (`--sequence_path`, `--unroll`)."""
+    return Experiment(config.replace(**parse_variant(variant)))
 
 
 # ----------------------------------------------------------------------------- contenders
 
 
 def train_programs(exp: Experiment) -> tuple[Callable, Callable]:
-    """`experiments.train`'s jitted init and train step, over a leading seed axis."""
-    return jax.jit(jax.vmap(exp.init_state)), exp.compiled_step()
+    """`experiments.train`'s jitted init and train step, over a leading seed axis, under its precision."""
+
+    def precise(fn: Callable) -> Callable:
+        def run(*args: Any) -> Any:
+            with exp.precision():
+                return fn(*args)
+
+        return run
+
+    return precise(exp.compiled_init()), precise(exp.compiled_step())
 
 
 class JaxContender:
@@ -314,42 +283,69 @@ class JaxContender:
 
 
 class TorchContender:
-    """torch.nn.RNN/LSTM/GRU + Linear + cross-entropy + clip_grad_norm_ + Adam, on pre-made copy batches."""
+    """torch.nn.RNN/LSTM/GRU + Linear + loss + clip_grad_norm_ + Adam, on pre-made batches of `config`'s task.
 
-    def __init__(self, torch: Any, cell: str, setting: Setting, config: Config, threads: int, num_batches: int = 4):
+    `num_models` independent models (seeds), trained one after another at every step: the way
+    PyTorch runs N seeds without vmap. On `device="cuda"` the batches live on the GPU, the RNN is
+    cuDNN's, and `run` synchronises before returning. Loss: cross-entropy at every step (copy) or
+    MSE of the last step's output (adding), as the JAX task computes it.
+    """
+
+    def __init__(
+        self, torch: Any, cell: str, hidden_size: int, config: Config, threads: int,
+        device: str = "cpu", num_models: int = 1, num_batches: int = 4, name: str = "torch",
+    ):  # fmt: skip
         torch.set_num_threads(threads)
         torch.manual_seed(config.seed)
-        self.name, self.torch, self.clip = "torch", torch, config.clip_norm
-        task = CopyMemory(seq_len=config.seq_len)
-        self.rnn = getattr(torch.nn, TORCH_CELLS[cell])(task.input_size, setting.hidden_size, batch_first=True)
-        self.readout = torch.nn.Linear(setting.hidden_size, task.num_outputs)
-        self.params = [*self.rnn.parameters(), *self.readout.parameters()]
-        self.optimizer = torch.optim.Adam(self.params, lr=config.learning_rate)
+        self.name, self.torch, self.clip, self.device = name, torch, config.clip_norm, device
+        task = Experiment(config).task
+        self.last_only = task.readout == "last"
+        self.models = []
+        for _ in range(num_models):
+            rnn = getattr(torch.nn, TORCH_CELLS[cell])(task.input_size, hidden_size, batch_first=True).to(device)
+            readout = torch.nn.Linear(hidden_size, task.num_outputs).to(device)
+            params = [*rnn.parameters(), *readout.parameters()]
+            self.models.append((rnn, readout, params, torch.optim.Adam(params, lr=config.learning_rate)))
         self.batches = []
         for i in range(num_batches):
-            inputs, targets = task.sample(jax.random.PRNGKey(i), setting.batch_size)
-            x = torch.from_numpy(np.array(inputs, np.float32))
-            self.batches.append((x, torch.from_numpy(np.array(targets, np.int64)).reshape(-1)))
+            inputs, targets = task.sample(jax.random.PRNGKey(i), config.batch_size)
+            x = torch.from_numpy(np.array(inputs, np.float32)).to(device)
+            y = torch.from_numpy(np.array(targets, np.float32 if self.last_only else np.int64)).reshape(-1).to(device)
+            self.batches.append((x, y))
         self.count, self.last_loss = 0, float("nan")
+
+    def loss(self, rnn: Any, readout: Any, x: Any, y: Any) -> Any:
+        ys, _ = rnn(x)
+        if self.last_only:
+            return ((readout(ys[:, -1])[:, 0] - y) ** 2).mean()
+        logits = readout(ys)
+        return self.torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y)
 
     def run(self, n: int) -> None:
         torch = self.torch
         for _ in range(n):
             x, y = self.batches[self.count % len(self.batches)]
             self.count += 1
-            self.optimizer.zero_grad(set_to_none=True)
-            ys, _ = self.rnn(x)
-            logits = self.readout(ys)
-            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y)
-            loss.backward()
-            if self.clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.params, self.clip)
-            self.optimizer.step()
+            for rnn, readout, params, optimizer in self.models:
+                optimizer.zero_grad(set_to_none=True)
+                loss = self.loss(rnn, readout, x, y)
+                loss.backward()
+                if self.clip > 0:
+                    torch.nn.utils.clip_grad_norm_(params, self.clip)
+                optimizer.step()
+        if self.device == "cuda":
+            torch.cuda.synchronize()
         self.last_loss = float(loss.detach())
 
     def check(self) -> None:
         if not math.isfinite(self.last_loss):
-            raise AssertionError("torch: training diverged during the benchmark")
+            raise AssertionError(f"{self.name}: training diverged during the benchmark")
+
+
+def torch_device(torch: Any) -> str:
+    """ "cuda" when JAX runs on a GPU and torch sees one (cuDNN kernels), else "cpu"."""
+    on_gpu = jax.default_backend() == "gpu" and torch.cuda.is_available()
+    return "cuda" if on_gpu else "cpu"
 
 
 def import_torch() -> Any:
@@ -417,12 +413,13 @@ def make_contenders(options: Options, setting: Setting, cell: str, torch: Any) -
     validate(config)
     seeds = jnp.arange(options.num_seeds)[None]
     contenders: list[Any] = [JaxContender("ours", train_programs(Experiment(config)), seeds)]
-    for flax_cell in FLAX_CELLS[cell]:
+    for flax_cell in FLAX_CELLS[cell] if options.flax else ():
         exp = Experiment(config)
         exp.model = FlaxRNNModel(flax_cell, setting.hidden_size, exp.task.num_outputs)
         contenders.append(JaxContender(f"flax:{flax_cell}", train_programs(exp), seeds))
     if torch is not None:
-        contenders.append(TorchContender(torch, cell, setting, config, options.torch_threads))
+        device = torch_device(torch)
+        contenders.append(TorchContender(torch, cell, setting.hidden_size, config, options.torch_threads, device))
     for variant in options.variants:
         contenders.append(JaxContender(f"ours+{variant}", train_programs(variant_experiment(config, variant)), seeds))
     return contenders
@@ -462,11 +459,14 @@ class SeedsGroup:
     spread: dict[str, float]
 
 
-def benchmark_seeds(options: Options, log: Callable[[str], None] = lambda s: None) -> list[SeedsGroup]:
-    """For each cell and N in `options.seed_counts`: N seeds in one vmapped program vs one after another."""
+def benchmark_seeds(
+    options: Options, log: Callable[[str], None] = lambda s: None, torch: Any = None
+) -> list[SeedsGroup]:
+    """For each cell and N in `options.seed_counts`: N seeds in one vmapped program vs one after another
+    (ours, and PyTorch's N models one after another when `torch` is given)."""
     s = options.seeds_setting
     groups = []
-    for cell in options.cells:
+    for cell in options.seeds_cells or options.cells:
         config = MAIN_JOB.replace(cell=cell, batch_size=s.batch_size, seq_len=s.length, hidden_size=s.hidden_size)
         validate(config)
         programs = train_programs(Experiment(config))  # shared, so compiled once per length of the seed axis
@@ -476,6 +476,13 @@ def benchmark_seeds(options: Options, log: Callable[[str], None] = lambda s: Non
                 JaxContender("vmapped", programs, seeds[None]),
                 JaxContender("sequential", programs, seeds[:, None]),
             ]
+            if torch is not None:
+                device = torch_device(torch)
+                contenders.append(
+                    TorchContender(
+                        torch, cell, s.hidden_size, config, options.torch_threads, device, num_seeds, name="torch"
+                    )
+                )
             n, ms, spread = time_contenders(contenders, options.rounds, options.warmup, options.min_round_s)
             groups.append(SeedsGroup(cell, num_seeds, n, ms, spread))
             timings = ", ".join(f"{name} {v:.4g} ms" for name, v in ms.items())
@@ -502,19 +509,21 @@ def speed_section(options: Options, groups: list[Group], torch: Any) -> list[str
     rows = []
     for g in groups:
         ours = g.ms["ours"]
-        for flax_cell in FLAX_CELLS[g.cell]:
-            other = g.ms[f"flax:{flax_cell}"]
+        for flax_cell in FLAX_CELLS[g.cell] if options.flax else ("-",):
+            other = g.ms.get(f"flax:{flax_cell}", math.nan)
             row = [g.setting, g.cell, flax_cell, *map(fmt, (ours, other, other / ours, g.gflops))]
             rows.append(row + ([fmt(g.ms["torch"]), fmt(g.ms["torch"] / ours)] if has_torch else []))
     title = "## Training step speed: ours vs flax nn.RNN" + (" vs PyTorch" if has_torch else "")
     out = [title, "", markdown_table(header, rows), ""]
     if options.variants:
         header = ["setting", "cell", "variant", "variant ms/step", "ours ms/step", "ours/variant"]
-        rows = [
-            [g.setting, g.cell, v, fmt(g.ms[f"ours+{v}"]), fmt(g.ms["ours"]), fmt(g.ms["ours"] / g.ms[f"ours+{v}"])]
-            for g in groups
-            for v in options.variants
-        ]
+        header += ["torch/variant"] if has_torch else []
+        rows = []
+        for g in groups:
+            for v in options.variants:
+                ms, ours = g.ms[f"ours+{v}"], g.ms["ours"]
+                row = [g.setting, g.cell, v, fmt(ms), fmt(ours), fmt(ours / ms)]
+                rows.append(row + ([fmt(g.ms["torch"] / ms)] if has_torch else []))
         out += ["### Variants of our model (same rounds as ours)", "", markdown_table(header, rows), ""]
         out += ["ours/variant > 1: the variant is faster than the project's model.", ""]
     out += [
@@ -531,11 +540,17 @@ def speed_section(options: Options, groups: list[Group], torch: Any) -> list[str
 
 
 def seeds_section(options: Options, groups: list[SeedsGroup]) -> list[str]:
-    header = ["cell", "seeds", "vmapped seed-steps/s", "sequential seed-steps/s", "vmapped/sequential"]
+    has_torch = any("torch" in g.ms for g in groups)
+    header = ["cell", "seeds", "vmapped seed-steps/s", "x one seed", "sequential seed-steps/s", "vmapped/sequential"]
+    header += ["torch sequential seed-steps/s", "vmapped/torch"] if has_torch else []
     rows = []
+    one_seed = {g.cell: 1e3 / g.ms["vmapped"] for g in groups if g.num_seeds == 1}
     for g in groups:
-        vmapped, sequential = (g.num_seeds * 1e3 / g.ms[name] for name in ("vmapped", "sequential"))
-        rows.append([g.cell, g.num_seeds, fmt(vmapped), fmt(sequential), fmt(vmapped / sequential)])
+        rate = {name: g.num_seeds * 1e3 / ms for name, ms in g.ms.items()}
+        gain = fmt(rate["vmapped"] / one_seed[g.cell]) if g.cell in one_seed else "-"
+        row = [g.cell, g.num_seeds, fmt(rate["vmapped"]), gain, fmt(rate["sequential"])]
+        row += [fmt(rate["vmapped"] / rate["sequential"])]
+        rows.append(row + ([fmt(rate["torch"]), fmt(rate["vmapped"] / rate["torch"])] if has_torch else []))
     return [
         "## Seeds: N seeds vmapped in one program vs the same seeds one after another",
         "",
@@ -545,7 +560,9 @@ def seeds_section(options: Options, groups: list[SeedsGroup]) -> list[str]:
         f"at norm {MAIN_JOB.clip_norm} (experiments.compare's defaults; B, T, H from --seeds_setting).",
         "vmapped: seeds 0..N-1 in one `Experiment.compiled_step()` over a seed axis of N, as experiments.train "
         "runs them; sequential: the same N seeds as N single-seed runs of that path, one step of each in turn.",
-        "seed-steps/s = N / median seconds per step of all N seeds; vmapped/sequential above 1 means vmap is faster.",
+        "seed-steps/s = N / median seconds per step of all N seeds; vmapped/sequential above 1 means vmap is faster; "
+        "x one seed: vmapped seed-steps/s over the N=1 row's; torch sequential: N PyTorch models (cuDNN on a GPU) "
+        "trained one after another, one step of each in turn.",
         _timing_note(options, groups),
     ]
 
@@ -554,8 +571,12 @@ def markdown(options: Options, groups: list[Group], seeds: list[SeedsGroup], tor
     """The Markdown report: the speed table (when `groups`), then the seeds table (when `seeds`)."""
     out = speed_section(options, groups, torch) + [""] if groups else []
     out += seeds_section(options, seeds) + [""] if seeds else []
-    versions = f"jax {jax.__version__}, flax {flax.__version__}, optax {optax.__version__}"
-    if torch is not None:
+    device = jax.devices()[0]
+    versions = f"{device.platform} ({device.device_kind}); jax {jax.__version__}, flax {flax.__version__}"
+    versions += f", optax {optax.__version__}"
+    if torch is not None and torch_device(torch) == "cuda":
+        versions += f", torch {torch.__version__} (CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()})"
+    elif torch is not None:
         policy = os.environ.get("OMP_WAIT_POLICY", "default")
         versions += f", torch {torch.__version__} ({options.torch_threads} threads, OMP_WAIT_POLICY {policy})"
     out.append(
@@ -576,7 +597,7 @@ def define_flags() -> None:
     flags.DEFINE_enum("preset", "full", sorted(PRESETS), "full: 128x120x128 and 128x520x256; quick: tiny, seconds.")
     flags.DEFINE_string("sections", None, f"Override the preset's tables, comma-separated among {', '.join(SECTIONS)}.")
     flags.DEFINE_string("settings", None, "Override the preset's settings: BxTxH,... (T = copy seq_len + 20).")
-    flags.DEFINE_string("cells", ",".join(CELLS), f"Comma-separated cells among {', '.join(CELLS)}.")
+    flags.DEFINE_string("cells", None, f"Comma-separated cells among {', '.join(CELLS)}.")
     flags.DEFINE_integer("rounds", None, "Override the preset's number of alternating timed rounds.")
     flags.DEFINE_integer("warmup", None, "Override the preset's warm-up steps per contender (after compiling).")
     flags.DEFINE_float("min_round_s", None, "Override the preset's minimum seconds of one contender in one round.")
@@ -621,25 +642,48 @@ def options_from_flags() -> Options:
                 raise ConfigError(f"--{name}={value}: must be >= 1")
             changes[name] = value
     if FLAGS.min_round_s is not None:
-        if not FLAGS.min_round_s >= 0:
-            raise ConfigError(f"--min_round_s={FLAGS.min_round_s}: must be >= 0")
+        if not 0 <= FLAGS.min_round_s <= 3600:  # also refuses nan and inf
+            raise ConfigError(f"--min_round_s={FLAGS.min_round_s}: must be a number of seconds in [0, 3600]")
         changes["min_round_s"] = FLAGS.min_round_s
     if not 1 <= FLAGS.num_seeds <= 1024:
         raise ConfigError(f"--num_seeds={FLAGS.num_seeds}: must be in [1, 1024]")
-    return dataclasses.replace(options, **changes)
+    options = dataclasses.replace(options, **changes)
+    check_options(options)
+    if FLAGS["out"].present:  # before timing anything
+        check_out_file(FLAGS.out)
+    return options
+
+
+def check_options(options: Options) -> None:
+    """Validate the config of every group before timing any; an error names the flag that set it."""
+    checks = []
+    if "speed" in options.sections:
+        flag = "settings" if FLAGS["settings"].present else "preset"
+        for s in options.settings:
+            checks += [(flag, s, s.config(c).replace(num_seeds=options.num_seeds)) for c in options.cells]
+    if "seeds" in options.sections:
+        s, flag = options.seeds_setting, "seeds_setting" if FLAGS["seeds_setting"].present else "preset"
+        sizes = dict(batch_size=s.batch_size, seq_len=s.length, hidden_size=s.hidden_size)
+        n = max(options.seed_counts)
+        checks += [(flag, s, MAIN_JOB.replace(cell=c, num_seeds=n, **sizes)) for c in options.cells]
+    for flag, setting, config in checks:
+        try:
+            validate(config)
+        except ConfigError as e:
+            raise ConfigError(f"--{flag}: {setting} ({config.cell}): {e}") from None
 
 
 def main(argv: list[str]) -> None:
     options = options_from_flags()
     speed, seeds = "speed" in options.sections, "seeds" in options.sections
-    torch = import_torch() if options.use_torch and speed else None
-    if options.use_torch and speed and torch is None:
+    torch = import_torch() if options.use_torch else None
+    if options.use_torch and torch is None:
         print("torch is not installed: the torch column is skipped", file=sys.stderr)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     n_groups = len(options.cells) * (speed * len(options.settings) + seeds * len(options.seed_counts))
     log(f"jax {jax.__version__} on {jax.devices()[0].platform}; {n_groups} groups")
     groups = benchmark(options, log) if speed else []
-    seeds_groups = benchmark_seeds(options, log) if seeds else []
+    seeds_groups = benchmark_seeds(options, log, torch) if seeds else []
     command = " ".join(["python -m benchmarks.speed", *sys.argv[1:]])
     report = markdown(options, groups, seeds_groups, torch, command)
     print(report)

@@ -55,13 +55,22 @@ def test_quick_preset_has_a_row_per_cell_and_seed_count_with_positive_finite_num
         assert len(numbers) == len(header) - 3
         assert all(math.isfinite(x) and x > 0 for x in numbers), row
     header, rows = table_rows(seeds_section)
-    assert header == ["cell", "seeds", "vmapped seed-steps/s", "sequential seed-steps/s", "vmapped/sequential"]
+    assert header[:6] == [
+        "cell",
+        "seeds",
+        "vmapped seed-steps/s",
+        "x one seed",
+        "sequential seed-steps/s",
+        "vmapped/sequential",
+    ]
+    assert (header[6:] == ["torch sequential seed-steps/s", "vmapped/torch"]) == has_torch
     assert [row[:2] for row in rows] == [[cell, n] for cell in speed.CELLS for n in ("1", "2")]
     assert "adding task, B=4 T=24 H=8" in seeds_section
     for row in rows:
-        vmapped, sequential, ratio = map(float, row[2:])
-        assert all(math.isfinite(x) and x > 0 for x in (vmapped, sequential, ratio)), row
+        vmapped, gain, sequential, ratio = map(float, row[2:6])
+        assert all(math.isfinite(x) and x > 0 for x in (vmapped, gain, sequential, ratio)), row
         assert ratio == pytest.approx(vmapped / sequential, rel=0.02), row
+        assert gain == 1 if row[1] == "1" else gain > 0
 
 
 def test_settings_flops_and_variant_names():
@@ -77,18 +86,38 @@ def test_settings_flops_and_variant_names():
     assert speed.Setting.parse("4x2x8", "seeds_setting", min_length=2) == speed.Setting(4, 2, 8)  # adding: T >= 2
     with pytest.raises(ConfigError, match="--seeds_setting"):
         speed.Setting.parse("4x1x8", "seeds_setting", min_length=2)
-    assert speed.parse_variant("hoist") == (True, 1)
-    assert speed.parse_variant("unroll4") == (False, 4)
-    assert speed.parse_variant("hoist+unroll2") == (True, 2)
-    for bad in ("", "unroll", "unroll0", "hoistunroll2", "fast"):
-        with pytest.raises(ConfigError):
+    assert speed.parse_variant("step") == {"sequence_path": "step"}
+    assert speed.parse_variant("unroll4") == {"unroll": 4}
+    assert speed.parse_variant("sequence+unroll16") == {"sequence_path": "sequence", "unroll": 16}
+    for bad in ("", "unroll", "unroll0", "hoist", "step+step", "step+sequence", "unroll2+unroll4", "fast"):
+        with pytest.raises(ConfigError, match="--variants"):
             speed.parse_variant(bad)
 
 
 @pytest.mark.parametrize("cell", speed.CELLS)
-def test_hoisted_unrolled_variant_computes_what_the_project_model_does(cell):
-    # variant_experiment raises if the variant's outputs differ from SequenceModel's.
-    exp = speed.variant_experiment(speed.Setting(2, 23, 5).config(cell), "hoist+unroll2")
-    assert exp.model.hoist and exp.model.scan_unroll == 2
-    inputs, _ = exp.task.sample(jax.random.PRNGKey(0), 2)
-    assert exp.model.apply(exp.model.init(jax.random.PRNGKey(0), inputs), inputs).shape == (2, 23, 9)
+def test_path_variants_compute_what_the_default_model_does(cell):
+    config = speed.Setting(2, 23, 5).config(cell)
+    fused = speed.variant_experiment(config, "sequence+unroll2").model
+    step = speed.variant_experiment(config, "step").model
+    assert fused.uses_sequence and fused.scan_unroll == 2 and not step.uses_sequence
+    inputs, _ = speed.Experiment(config).task.sample(jax.random.PRNGKey(0), 2)
+    params = step.init(jax.random.PRNGKey(0), inputs)
+    out = fused.apply(params, inputs)
+    assert out.shape == (2, 23, 9)
+    assert jax.numpy.allclose(out, step.apply(params, inputs), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_gpu_preset_code_path_runs_at_tiny_sizes(tmp_path):
+    """The gpu preset's contenders and tables (path variant, seeds with x one seed) on CPU at tiny sizes."""
+    out = tmp_path / "gpu.md"
+    xla_flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
+    cmd = [sys.executable, "-m", "benchmarks.speed", "--preset=gpu_tiny", f"--out={out}"]
+    env = {**os.environ, "XLA_FLAGS": xla_flags}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = out.read_text()
+    assert "| B=4 T=24 H=8 | lstm | step |" in table
+    header, rows = table_rows(table.split("\n## Seeds")[1])
+    assert [row[:2] for row in rows] == [["lstm", "1"], ["lstm", "3"]]
+    assert set(speed.PRESETS["gpu"].seed_counts) == {1, 8, 32, 256}

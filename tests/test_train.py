@@ -168,6 +168,7 @@ def test_cli_bad_flag_is_one_line_without_traceback(tmp_path):
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="a CPU property: GPU programs may differ in rounding")
 def test_vmap_in_chunks_is_bit_identical_to_vmap():
     exp = Experiment(TINY.replace(num_seeds=5))
     state = jax.vmap(exp.init_state)(jnp.arange(5))
