@@ -16,10 +16,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
 from cells import make_cell
 from experiments import io
+from experiments.config import Config, ConfigError, check_out_file, validate_cells
+from experiments.flags import list_flag, run
 from experiments.model import SequenceModel
 from experiments.report import fmt, markdown_table
 from tasks import make_task
@@ -28,20 +30,38 @@ PRESETS = {
     "full": dict(seq_len=5000, hidden_size=128, batch_size=50, steps=6),
     "quick": dict(seq_len=200, hidden_size=16, batch_size=8, steps=4),
 }
-flags.DEFINE_enum("preset", "full", list(PRESETS), "Problem size.")
-flags.DEFINE_string("cells", "lstm,gru,rnn", "Cells to measure.")
-flags.DEFINE_integer("remat", 0, "Chunk length with remat; 0 = sqrt(T).")
-flags.DEFINE_string("out", "", "Also write the table to this Markdown file.")
 FLAGS = flags.FLAGS
 
 
-def measure(cell: str, remat: int, preset: dict, workdir: Path) -> dict:
+def define_flags() -> None:
+    flags.DEFINE_enum("preset", "full", list(PRESETS), "Problem size.")
+    flags.DEFINE_string("cells", "lstm,gru,rnn", "Cells to measure (comma-separated names or package.module:Class).")
+    flags.DEFINE_integer("remat", 0, "Chunk length with remat, in [1, T-1]; 0 = sqrt(T).")
+    flags.DEFINE_string("out", None, "Also write the table to this Markdown file.")
+
+
+def configs_from_flags() -> tuple[dict, int, dict[str, dict[int, Config]]]:
+    """The preset, the remat chunk k and, per cell, the validated config of each child run (remat off and k).
+
+    Everything the children will do is checked here, before the first one starts.
+    """
+    preset = PRESETS[FLAGS.preset]
+    T = preset["seq_len"]
+    if not 0 <= FLAGS.remat < T:
+        raise ConfigError(f"--remat={FLAGS.remat}: must be an integer in [0, {T - 1}] (T of --preset={FLAGS.preset})")
+    k = FLAGS.remat or math.isqrt(T)
+    if FLAGS.out is not None:
+        check_out_file(FLAGS.out)
+    cells = list_flag(FLAGS.cells, "cells")
+    base = Config(task="adding", eval_every=2, eval_size=10, checkpoint_every=0, **preset)
+    configs = {remat: validate_cells(base.replace(remat=remat), cells) for remat in (0, k)}
+    return preset, k, {cell: {remat: configs[remat][cell] for remat in (0, k)} for cell in cells}
+
+
+def measure(config: Config, workdir: Path) -> dict:
     """Train a few steps in a child process; return its peak RSS and steps/s."""
-    sizes = [f"--{k}={v}" for k, v in preset.items()]
-    args = [
-        sys.executable, "-m", "experiments.train", f"--cell={cell}", "--task=adding", f"--remat={remat}", *sizes,
-        "--eval_every=2", "--eval_size=10", "--checkpoint_every=0", f"--workdir={workdir}",
-    ]  # fmt: skip
+    flags_ = [f"--{k}={v}" for k, v in config.to_dict().items() if v != ""]
+    args = [sys.executable, "-m", "experiments.train", *flags_, f"--workdir={workdir}"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(proc.pid, 0)
     stderr = proc.stderr.read()
@@ -52,18 +72,17 @@ def measure(cell: str, remat: int, preset: dict, workdir: Path) -> dict:
 
 
 def main(argv: list[str]) -> None:
-    preset = PRESETS[FLAGS.preset]
+    preset, k, configs = configs_from_flags()
     T = preset["seq_len"]
-    k = FLAGS.remat or math.isqrt(T)
     task = make_task("adding", T)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for cell in FLAGS.cells.split(","):
+        for cell, by_remat in configs.items():
             measured = {}
-            for remat in (0, k):
-                model = SequenceModel(make_cell(cell, preset["hidden_size"]), 1, "last", remat)
-                estimate = model.activation_bytes(preset["batch_size"], task.length, task.input_size) / 2**30
-                m = measure(cell, remat, preset, Path(tmp) / f"{cell}_{remat}")
+            for remat, config in by_remat.items():
+                model = SequenceModel(make_cell(cell, config.hidden_size, config.cell_options), 1, "last", remat)
+                estimate = model.activation_bytes(config.batch_size, task.length, task.input_size) / 2**30
+                m = measure(config, Path(tmp) / f"{len(rows)}_{remat}")
                 measured[remat] = m
                 rows.append([cell, remat or "off", fmt(estimate), fmt(m["peak_rss_gib"]), fmt(1 / m["steps_per_s"])])
             rows[-1].append(fmt(measured[0]["peak_rss_gib"] / measured[k]["peak_rss_gib"]))
@@ -78,4 +97,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    define_flags()
+    run(main)

@@ -15,6 +15,7 @@ Published figures come from `benchmarks/published.csv` (source, table, setting).
 import csv
 import dataclasses
 import io as _io
+import re
 import shlex
 import sys
 import time
@@ -27,12 +28,11 @@ import numpy as np
 from absl import flags
 
 from experiments import io
-from experiments.config import Config, ConfigError, validate
+from experiments.config import Config, ConfigError, check_workdir, validate_cells
 from experiments.diagnostics import TrainingRecorder
-from experiments.flags import list_flag, run
-from experiments.plots import plot_learning_curves, plot_metric_vs_length
+from experiments.flags import int_list_flag, list_flag, run
 from experiments.report import markdown_table, mean_std
-from experiments.train import Experiment, package_versions, train_and_evaluate
+from experiments.train import Experiment, check_resumable, package_versions, train_and_evaluate
 
 PUBLISHED = Path(__file__).with_name("published.csv")
 TABLES = ("adding", "copy", "gradients")
@@ -115,10 +115,19 @@ def run_point(table: str, config: Config, workdir: Path) -> dict[str, Any]:
 
 
 def _finished(table: str, config: Config, workdir: Path, done: Path) -> bool:
-    saved = workdir / "config.json"
-    if not (done.exists() and saved.exists() and Config.from_dict(io.read_json(saved)) == config):
-        return False
-    return table == "gradients" or io.read_json(done)["steps_done"] >= config.steps
+    saved, results = _read_dict(workdir / "config.json"), _read_dict(done) if table != "gradients" else {}
+    if saved is None or results is None or not done.exists() or Config.from_dict(saved) != config:
+        return False  # a damaged file means unfinished: the point resumes (or, for gradients, is measured again)
+    return table == "gradients" or results.get("steps_done", -1) >= config.steps
+
+
+def _read_dict(path: Path) -> dict | None:
+    """A JSON object from `path`; None if it is missing, damaged or not an object."""
+    try:
+        value = io.read_json(path)
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _load_point(table: str, workdir: Path) -> dict[str, Any]:
@@ -241,6 +250,8 @@ def write_csv(path: Path, table: str, points: dict) -> None:
 
 
 def write_plots(out_dir: Path, table: str, grid: Grid, points: dict) -> list[Path]:
+    from experiments.plots import plot_learning_curves, plot_metric_vs_length  # matplotlib: not for a bad flag
+
     if table == "gradients":
         return []
     paths, metric = [], "ratio" if table == "copy" else "loss"
@@ -276,18 +287,24 @@ def main(argv: list[str]) -> None:
         raise ConfigError(f"--table={F.table!r}: must be one of {', '.join(TABLES)}")
     if F.preset not in PRESETS:
         raise ConfigError(f"--preset={F.preset!r}: must be one of {', '.join(PRESETS)}")
+    if F.table == "gradients":  # it measures at initialisation: no training flag would change anything
+        if given := [name for name in TRAINING_ONLY if F[name].value is not None]:
+            raise ConfigError(f"--{given[0]}: does not apply to --table=gradients (no training: it measures at init)")
+    elif F["task"].present:
+        raise ConfigError(f"--task={F.task}: applies to --table=gradients only (the {F.table} table is on {F.table})")
+    if F.steps is not None and not 1 <= F.steps <= 10**9:
+        raise ConfigError(f"--steps={F.steps}: must be an integer in [1, 1000000000]")
+    results_dir = check_workdir(F.results_dir, "results_dir")
     task = F.task if F.table == "gradients" else F.table
     overrides = {
-        "cells": tuple(list_flag(F.cells, "cells")) if F.cells else None,
-        "seq_lens": _int_list(F.seq_lens, "seq_lens") if F.seq_lens else None,
+        "cells": tuple(list_flag(F.cells, "cells")) if F.cells is not None else None,
+        "seq_lens": tuple(int_list_flag(F.seq_lens, "seq_lens")) if F.seq_lens is not None else None,
         "num_seeds": F.num_seeds, "steps": F.steps, "hidden_size": F.hidden_size, "batch_size": F.batch_size,
         "learning_rate": F.learning_rate, "optimizer": F.optimizer,
     }  # fmt: skip
     grid = grid_from_flags(F.table, F.preset, overrides)
-    results_dir = Path(F.results_dir)
     configs = {(c, T): point_config(F.table, task, grid, c, T) for c in grid.cells for T in grid.seq_lens}
-    for config in configs.values():  # the whole grid is checked before the first point trains
-        validate(config)
+    check_grid(F.table, configs, results_dir)
     out_dir = results_dir / F.table
     t0 = time.perf_counter()
     print(f"{F.table} table, preset {F.preset}: {len(configs)} grid points x {grid.num_seeds} seeds", flush=True)
@@ -302,11 +319,24 @@ def main(argv: list[str]) -> None:
     print(report)
 
 
-def _int_list(value: str, name: str) -> tuple[int, ...]:
-    items = list_flag(value, name)
-    if not all(s.isdigit() for s in items):
-        raise ConfigError(f"--{name}={value!r}: must be a comma-separated list of positive integers")
-    return tuple(int(s) for s in items)
+def check_grid(table: str, configs: dict[tuple[str, int], Config], results_dir: Path) -> None:
+    """Every point of the grid, before the first one trains: its config, its folder, and a run already
+    there with other settings (refused, as `experiments.train` would, but before any point trains;
+    a gradients point with other settings is measured again)."""
+    for (cell, T), config in configs.items():
+        try:
+            validate_cells(config, [cell])
+        except ConfigError as e:  # name a flag this tool has: --seq_lens, not --seq_len or --diag_every
+            raise ConfigError(re.sub(r"^--(seq_len|diag_every)=\d+", f"--seq_lens (T={T})", str(e))) from None
+    dirs = {point_dir(results_dir, table, c) for c in configs.values()}
+    if len(dirs) < len(configs):
+        raise ConfigError(f"--cells: two cells share a folder name (':' and '.' become '_' in {results_dir / table})")
+    if table != "gradients":
+        for config in configs.values():
+            check_resumable(config, point_dir(results_dir, table, config))
+
+
+TRAINING_ONLY = ("steps", "batch_size", "learning_rate", "optimizer")  # flags the gradients table has no use for
 
 
 def define_flags() -> None:
@@ -317,7 +347,7 @@ def define_flags() -> None:
     flags.DEFINE_string("cells", None, "Override: comma-separated cells.")
     flags.DEFINE_string("seq_lens", None, "Override: comma-separated lengths T.")
     flags.DEFINE_integer("num_seeds", None, "Override: seeds per grid point (trained together, vmapped).")
-    flags.DEFINE_integer("steps", None, "Override: training steps.")
+    flags.DEFINE_integer("steps", None, "Override: training steps (adding and copy tables).")
     flags.DEFINE_integer("hidden_size", None, "Override: hidden size.")
     flags.DEFINE_integer("batch_size", None, "Override: batch size.")
     flags.DEFINE_float("learning_rate", None, "Override: learning rate.")

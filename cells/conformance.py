@@ -5,7 +5,8 @@ Run it on your own cell (any `flax.linen` module with `__call__(carry, x) -> (ca
 
     python -m cells.conformance my_package.my_module:MyCell --hidden_size=8 --cell_options=alpha=0.5
 
-It prints one PASS/FAIL line per check and exits 1 if any check fails (2 on a usage error).
+It prints one PASS/FAIL line per check and exits 1 if any check fails, 2 on a usage error (a bad
+flag or size: one line, before any check runs).
 Registered names work too (`python -m cells.conformance lstm`). From Python, `check_cell(spec)`
 returns a list of `CheckResult`; `tests/test_conformance.py` runs it on every registered cell.
 
@@ -16,6 +17,8 @@ Checks (each one catches its own exceptions and reports them as a one-line failu
 - ``carry_contract``: one step returns a carry with the same tree structure, shapes and dtypes,
   so `jax.lax.scan` can carry it.
 - ``output``: y is a finite array of shape (B, ...).
+- ``dtypes``: y is a real floating array and every carry leaf is floating (or complex): an integer
+  output or carry cuts the gradient (it is exactly zero), so the cell would train nothing.
 - ``jit``: the jitted step gives the same numbers as the eager one.
 - ``gradients``: over an unrolled sequence, gradients w.r.t. the inputs and every parameter
   array are finite and not all zero (a parameter with zero gradient is usually unused).
@@ -26,8 +29,6 @@ Checks (each one catches its own exceptions and reports them as a one-line failu
 """
 
 import dataclasses
-import logging
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -37,9 +38,12 @@ import numpy as np
 from flax import linen as nn
 
 from cells import make_cell
+from experiments.config import ConfigError
 from experiments.model import SequenceModel
 
 RTOL, ATOL = 1e-5, 1e-6
+# (low, high) of the sizes the checks run at: small inputs are the point, and a huge width would only hang
+SIZE_BOUNDS = {"hidden_size": (1, 4096), "input_size": (1, 4096), "batch": (1, 1024), "seq_len": (2, 1000)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,6 +169,20 @@ def check_output(h: _Harness) -> str:
     return f"y {tuple(y.shape)} {y.dtype}"
 
 
+def check_dtypes(h: _Harness) -> str:
+    carry, y = h.step0()
+    _require(
+        jnp.issubdtype(y.dtype, jnp.floating),
+        f"y is {y.dtype}; it must be floating (an integer output has zero gradient: the cell would train nothing)",
+    )
+    for path, leaf in jax.tree_util.tree_leaves_with_path(carry):
+        _require(
+            jnp.issubdtype(leaf.dtype, jnp.inexact),
+            f"carry{_path(path)} is {leaf.dtype}; it must be floating (gradients cannot flow through an integer carry)",
+        )
+    return f"y {y.dtype}; carry " + ", ".join(sorted({str(leaf.dtype) for leaf in jax.tree.leaves(carry)}))
+
+
 def check_jit(h: _Harness) -> str:
     carry1, _ = h.step0()
     apply = jax.jit(lambda p, c, x: h.cell.apply({"params": p}, c, x))
@@ -244,6 +262,7 @@ CHECKS: tuple[tuple[str, Callable[[_Harness], str]], ...] = (
     ("carry_init", check_carry_init),
     ("carry_contract", check_carry_contract),
     ("output", check_output),
+    ("dtypes", check_dtypes),
     ("jit", check_jit),
     ("gradients", check_gradients),
     ("vmap", check_vmap),
@@ -264,7 +283,9 @@ def check_cell(
 
     `spec` is a registered name, a `package.module:Class` path (built by `make_cell` with
     `hidden_size` and `options`) or an already-built flax module (then those two are ignored).
+    Sizes outside SIZE_BOUNDS raise ConfigError (they are the caller's mistake, not the cell's).
     """
+    check_sizes(hidden_size=hidden_size, input_size=input_size, batch=batch, seq_len=seq_len)
     if isinstance(spec, nn.Module):
         cell = spec
     else:
@@ -273,7 +294,7 @@ def check_cell(
         except Exception as e:  # a faulty cell is reported, not raised
             return [CheckResult("construct", False, _one_line(e))]
     results = [CheckResult("construct", True, type(cell).__name__)]
-    harness = _Harness(cell, input_size=input_size, batch=batch, seq_len=max(seq_len, 2))
+    harness = _Harness(cell, input_size=input_size, batch=batch, seq_len=seq_len)
     for name, check in CHECKS:
         try:
             results.append(CheckResult(name, True, check(harness)))
@@ -283,20 +304,27 @@ def check_cell(
     return results
 
 
+def check_sizes(**sizes: int) -> None:
+    """ConfigError naming the flag unless every size is an integer within SIZE_BOUNDS."""
+    for name, value in sizes.items():
+        low, high = SIZE_BOUNDS[name]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ConfigError(f"--{name}={value!r}: must be an integer in [{low}, {high}]")
+
+
 def main(argv: list[str]) -> int:
     """CLI body: check each positional cell spec; return the exit code."""
     from absl import flags
 
     FLAGS = flags.FLAGS
+    sizes = {name: FLAGS[name].value for name in SIZE_BOUNDS}
+    check_sizes(**sizes)
     specs = argv[1:]
     if not specs:
-        print(f"usage: python -m cells.conformance package.module:MyCell ... [--flags]; {USAGE_HINT}", file=sys.stderr)
-        return 2
+        raise ConfigError(f"no cell to check; usage: python -m cells.conformance package.module:MyCell ... [{USAGE}]")
     failed = False
     for spec in specs:
-        results = check_cell(
-            spec, FLAGS.hidden_size, FLAGS.input_size, FLAGS.batch, FLAGS.seq_len, options=FLAGS.cell_options
-        )
+        results = check_cell(spec, **sizes, options=FLAGS.cell_options)
         for result in results:
             print(result)
         n_pass = sum(r.passed for r in results)
@@ -305,29 +333,20 @@ def main(argv: list[str]) -> int:
     return 1 if failed else 0
 
 
-USAGE_HINT = "flags: --hidden_size --input_size --batch --seq_len --cell_options (see --helpfull)"
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-    from absl import flags
-
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as e:
-        print(f"error: {e}; {USAGE_HINT}", file=sys.stderr)
-        sys.exit(2)
+USAGE = "--hidden_size --input_size --batch --seq_len --cell_options; see --helpfull"
 
 
 def _run() -> None:
-    from absl import app, flags
+    from absl import flags
+
+    from experiments.flags import run
 
     flags.DEFINE_integer("hidden_size", 8, "Width of the cell's hidden state.")
     flags.DEFINE_integer("input_size", 3, "Width of the inputs.")
     flags.DEFINE_integer("batch", 2, "Batch size of the test inputs.")
     flags.DEFINE_integer("seq_len", 5, "Sequence length for the gradient and scan checks (at least 2).")
     flags.DEFINE_string("cell_options", "", "Cell constructor options as key=value,...")
-    logging.getLogger("jax").setLevel(logging.WARNING)
-    app.run(lambda argv: sys.exit(main(argv)), flags_parser=_parse_flags)
+    run(main, positional="cell specs")
 
 
 if __name__ == "__main__":

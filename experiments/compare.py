@@ -15,21 +15,22 @@ import numpy as np
 from absl import flags
 
 from experiments import io
-from experiments.config import Config, validate
+from experiments.config import Config, ConfigError, check_workdir, validate_cells
 from experiments.flags import FLAGS, config_from_flags, define_config_flags, list_flag, run
-from experiments.plots import plot_learning_curves
 from experiments.report import fmt, markdown_table, mean_std
-from experiments.train import train_and_evaluate
+from experiments.train import check_resumable, train_and_evaluate
 
 DEFAULTS = Config(task="adding", seq_len=100, hidden_size=64, batch_size=50, steps=2000, eval_every=100)
 
 
 def compare(config: Config, cells: list[str], workdir: str | Path) -> str:
     """Train `cells` under `config`; return the Markdown table (also written to the workdir)."""
-    workdir = Path(workdir)
-    configs = {cell: config.replace(cell=cell) for cell in cells}
-    for c in configs.values():  # every cell is checked before the first one trains
-        validate(c)
+    workdir = check_workdir(workdir)
+    configs = validate_cells(config, cells)  # every cell, and its saved run if any, before the first one trains
+    if len({_dirname(cell) for cell in cells}) < len(cells):
+        raise ConfigError(f"--cells={','.join(cells)}: two entries share a folder name ({_DIRNAME_RULE})")
+    for cell, c in configs.items():
+        check_resumable(c, check_workdir(workdir / _dirname(cell)))
     results = {cell: train_and_evaluate(c, workdir / _dirname(cell)) for cell, c in configs.items()}
     table = comparison_table(results)
     io.atomic_write(workdir / "comparison.md", lambda f: f.write(table + "\n"))
@@ -40,6 +41,8 @@ def compare(config: Config, cells: list[str], workdir: str | Path) -> str:
         steps = sorted({r["step"] for r in records})
         values = np.array([[r["eval_loss"] for r in records if r["step"] == s] for s in steps])
         curves[cell] = (steps, values)
+    from experiments.plots import plot_learning_curves  # matplotlib: imported only once there is something to plot
+
     title = f"{config.task}, T={config.seq_len}, hidden {config.hidden_size}, {config.optimizer} {config.learning_rate}"
     plot_learning_curves(curves, first["baseline"], first["metric"], workdir / "learning_curves.png", title)
     return table
@@ -59,6 +62,9 @@ def comparison_table(results: dict[str, dict[str, Any]]) -> str:
             f"{sum(s['solved'] for s in r['seeds'])}/{len(finals)}", fmt(r["steps_per_s"]),
         ])  # fmt: skip
     return markdown_table(headers, rows)
+
+
+_DIRNAME_RULE = "a cell's folder is its name with ':' and '.' replaced by '_'"
 
 
 def _dirname(cell: str) -> str:

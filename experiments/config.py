@@ -171,21 +171,33 @@ def validate(config: Config, diagnostics_batch: int | None = None) -> None:
 
 
 def _check_cell_runs(config: Config, model: SequenceModel, task: Task) -> None:
-    """Trace (not compile) one cell step, so a broken user cell fails here, in one line."""
+    """Trace (not compile) one cell step, so a broken user cell fails here, in one line; its output and
+    carry must be floating (an integer one has zero gradient: the cell would train nothing)."""
     x = jax.ShapeDtypeStruct((1, 2, task.input_size), "float32")
+
+    def run(x: jax.Array) -> tuple[Any, Any]:
+        params = model.init(jax.random.PRNGKey(0), x)
+        model.apply(params, x)
+        return model.cell.apply({"params": params["cell"]}, model.initial_carry(x), x[:, 0])
+
     try:
-        jax.eval_shape(lambda x: model.apply(model.init(jax.random.PRNGKey(0), x), x), x)
+        carry, y = jax.eval_shape(run, x)
     except Exception as e:  # noqa: BLE001 - any failure of a user's cell becomes one line
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"--cell={config.cell}: the cell fails on a (1, {task.input_size}) input: {first}") from None
+    leaves = [("output", leaf, jnp.floating) for leaf in jax.tree.leaves(y)]  # real: the readout and loss are
+    leaves += [("carry", leaf, jnp.inexact) for leaf in jax.tree.leaves(carry)]  # complex carries are fine
+    if bad := [f"its {what} is {leaf.dtype}" for what, leaf, kind in leaves if not jnp.issubdtype(leaf.dtype, kind)]:
+        raise ConfigError(f"--cell={config.cell}: {bad[0]}; it must be floating (no gradient flows through integers)")
 
 
-def _probe(folder: Path) -> None:
-    """Create `folder` if needed and write (then remove) a file there; OSError if that fails."""
+def _probe(folder: Path, name: str = "write_probe") -> None:
+    """Create `folder` if needed and write (then remove) a file there, named as `io.atomic_write` names its
+    temp file for `name`; OSError (or ValueError, for a NUL byte) if that fails."""
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(errno.ENOTDIR, f"{folder} is a file, not a folder")
     folder.mkdir(parents=True, exist_ok=True)
-    fd, probe = tempfile.mkstemp(dir=folder, prefix=".write_probe.")
+    fd, probe = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
     os.close(fd)
     os.unlink(probe)
 
@@ -207,12 +219,14 @@ def check_out_file(path: str | os.PathLike, flag: str = "out") -> Path:
     if not str(path).strip():
         raise ConfigError(f"--{flag}={str(path)!r}: must name a file")
     out = Path(path)
-    if out.is_dir():
-        raise ConfigError(f"--{flag}={path}: is a folder; give a file name")
     try:
-        _probe(out.parent)
+        is_dir = out.is_dir()
+        if not is_dir:
+            _probe(out.parent, out.name)
     except (OSError, ValueError) as e:
         raise ConfigError(f"--{flag}={path}: not writable ({getattr(e, 'strerror', None) or e})") from None
+    if is_dir:
+        raise ConfigError(f"--{flag}={path}: is a folder; give a file name")
     return out
 
 

@@ -2,6 +2,7 @@
 
 import dataclasses
 import logging
+import re
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -33,19 +34,37 @@ def _parse(argv: list[str]) -> list[str]:
     try:
         return FLAGS(argv)
     except flags.Error as e:
-        _fail(str(e))
+        _fail(_flag_error(e))
+
+
+def _flag_error(e: Exception) -> str:
+    """absl's parse errors, reworded to start with the flag: `--name=value: what is wrong`."""
+    if isinstance(e, flags.UnrecognizedFlagError):
+        tip = str(e).partition(". Did you mean: ")[2].rstrip(" ?")
+        suggestion = f"; did you mean --{tip}?" if tip else ""
+        return f"--{e.flagname}: unknown flag{suggestion} (see --helpfull)"
+    message = str(e)
+    if match := re.fullmatch(r"Missing value for flag (--\S+)", message):
+        return f"{match[1]}: missing value"
+    return message.removeprefix("flag ")
 
 
 def _fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)  # one line, however the message was wrapped
     sys.exit(2)
 
 
-def run(main: Callable[[list[str]], Any]) -> None:
-    """`absl.app.run(main)`, but a bad flag or ConfigError prints one line and exits 2."""
+def run(main: Callable[[list[str]], Any], positional: str | None = None) -> None:
+    """`absl.app.run(main)`, but a bad flag or ConfigError prints one line and exits 2.
+
+    The one path every entry point parses its flags through: absl's parse errors, stray
+    positional arguments (unless `positional` names what they are) and any ConfigError raised
+    by `main` become `error: --flag...: ...` on stderr, exit code 2. `main`'s return value is
+    the exit code (None = 0).
+    """
 
     def guarded(argv: list[str]) -> Any:
-        if len(argv) > 1:
+        if len(argv) > 1 and positional is None:
             _fail(f"unexpected positional arguments {argv[1:]}; every option is a --flag (see --helpfull)")
         try:
             return main(argv)
@@ -57,8 +76,18 @@ def run(main: Callable[[list[str]], Any]) -> None:
 
 
 def list_flag(value: str, name: str) -> list[str]:
-    """Split a comma-separated flag value; empty entries are an error."""
+    """Split a comma-separated flag value; empty or repeated entries are an error."""
     items = [s.strip() for s in value.split(",")]
     if not value.strip() or not all(items):
         raise ConfigError(f"--{name}={value!r}: must be a comma-separated list with no empty entries")
+    if repeated := sorted({s for s in items if items.count(s) > 1}):
+        raise ConfigError(f"--{name}={value!r}: {', '.join(repeated)} given more than once")
     return items
+
+
+def int_list_flag(value: str, name: str, low: int = 1, high: int = 10**9) -> list[int]:
+    """A comma-separated list of integers in [low, high] (ASCII digits only: `²` is not 2)."""
+    items = list_flag(value, name)
+    if not all(re.fullmatch(r"[0-9]{1,10}", s) and low <= int(s) <= high for s in items):
+        raise ConfigError(f"--{name}={value!r}: must be a comma-separated list of integers in [{low}, {high}]")
+    return [int(s) for s in items]

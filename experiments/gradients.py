@@ -25,7 +25,7 @@ import numpy as np
 
 from experiments import diagnostics as diag
 from experiments import io
-from experiments.config import Config, ConfigError, check_workdir, validate
+from experiments.config import Config, ConfigError, check_workdir, validate, validate_cells
 from experiments.report import fmt, markdown_table
 
 INDEX_CONVENTION = (
@@ -74,15 +74,19 @@ def _check_settings(
         raise ConfigError(f"--power_iters={power_iters!r}: must be an integer in [1, 10000]")
 
 
-def trained_spec(workdir: str) -> Spec:
-    """A trained run's saved config, validated, with a checkpoint to load; ConfigError otherwise."""
+def trained_spec(workdir: str, batch: int | None = None) -> Spec:
+    """A trained run's saved config, validated (for a diagnostics batch of `batch`), with a checkpoint
+    to load; ConfigError otherwise."""
     path = Path(workdir)
     if not (path / "config.json").is_file():
         raise ConfigError(f"--from_workdirs: {workdir} has no config.json (not a workdir of experiments.train)")
     try:
-        config = Config.from_dict(io.read_json(path / "config.json"))
-        validate(config)
-    except (ValueError, TypeError) as e:
+        saved = io.read_json(path / "config.json")
+        if not isinstance(saved, dict):
+            raise ValueError(f"holds a JSON {type(saved).__name__}, not an object")
+        config = Config.from_dict(saved)
+        validate(config, diagnostics_batch=batch)
+    except (OSError, ValueError, TypeError) as e:
         raise ConfigError(f"--from_workdirs: {workdir}/config.json: {e}") from None
     ckpt = path / "checkpoints"
     if not ckpt.is_dir() or not any(p.name.isdigit() for p in ckpt.iterdir()):
@@ -95,7 +99,7 @@ def check_same_task(specs: list[Spec]) -> None:
     kinds = {(s.config.task, s.config.seq_len) for s in specs}
     if len(kinds) > 1:
         listed = "; ".join(f"{s.source}: --task={s.config.task} --seq_len={s.config.seq_len}" for s in specs)
-        raise ConfigError(f"runs must share --task and --seq_len to be compared; got {listed}")
+        raise ConfigError(f"--from_workdirs: runs must share --task and --seq_len to be compared; got {listed}")
 
 
 # ---------------------------------------------------------------------------- measuring
@@ -344,14 +348,9 @@ def main(argv: list[str]) -> None:
     from_workdirs = list_flag(FLAGS.from_workdirs, "from_workdirs") if FLAGS.from_workdirs.strip() else []
     specs = []
     if FLAGS["cells"].present or not from_workdirs:
-        for cell in list_flag(FLAGS.cells, "cells"):
-            config = config_from_flags(cell=cell)
-            try:
-                validate(config)
-            except ConfigError as e:  # name the flag this tool has: --cells, not --cell
-                raise ConfigError(re.sub(r"^--cell(=\S+)?: ", f"--cells={FLAGS.cells}: ", str(e))) from None
-            specs.append(Spec(config, "init"))
-    specs += [trained_spec(w) for w in from_workdirs]
+        configs = validate_cells(config_from_flags(), list_flag(FLAGS.cells, "cells"), diagnostics_batch=FLAGS.batch)
+        specs += [Spec(config, "init") for config in configs.values()]
+    specs += [trained_spec(w, FLAGS.batch) for w in from_workdirs]
     check_same_task(specs)
     workdir = check_workdir(FLAGS.workdir)
 

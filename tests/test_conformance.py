@@ -12,6 +12,7 @@ from flax import linen as nn
 
 from cells import CELLS
 from cells.conformance import CHECKS, CheckResult, check_cell
+from experiments.config import Config, ConfigError, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECK_NAMES = ["construct"] + [name for name, _ in CHECKS]
@@ -99,6 +100,26 @@ class BatchMixingCell(_Base):
         return h, h
 
 
+class IntOutputCell(_Base):
+    """Carries a float state but outputs int32: the readout's gradient through y is exactly zero."""
+
+    @nn.compact
+    def __call__(self, carry, x):
+        h = self._h(carry, x)
+        return h, jnp.round(10 * h).astype(jnp.int32)
+
+
+class IntCarryCell(_Base):
+    @nn.nowrap
+    def initialize_carry(self, rng, input_shape):
+        return jnp.zeros(input_shape[:-1] + (self.hidden_size,), jnp.int32)
+
+    @nn.compact
+    def __call__(self, carry, x):
+        h = self._h(carry.astype(jnp.float32), x)
+        return jnp.round(10 * h).astype(jnp.int32), h
+
+
 class RaisingCell(_Base):
     @nn.compact
     def __call__(self, carry, x):
@@ -115,6 +136,8 @@ class RaisingCell(_Base):
         (UnbatchedCarryCell(), {"carry_init"}, {"carry_init": "leading batch dim 2"}),
         (UnusedParamCell(), {"gradients"}, {"gradients": "['b']"}),
         (BatchMixingCell(), {"vmap"}, {"vmap": "differs"}),
+        (IntOutputCell(), {"dtypes"}, {"dtypes": "y is int32; it must be floating"}),
+        (IntCarryCell(), {"dtypes"}, {"dtypes": "carry<root> is int32"}),
         (RaisingCell(), set(CHECK_NAMES) - {"construct", "carry_init"}, {"output": "RuntimeError: boom"}),
     ],
     ids=lambda v: type(v).__name__ if isinstance(v, nn.Module) else "",
@@ -166,3 +189,9 @@ def test_cli_on_import_path() -> None:
     assert lines[n] == f"cells.gru:GRUCell: {n}/{n} checks passed"
     assert lines[n + 1].startswith("FAIL construct: ")
     assert lines[n + 2] == "cells.registry:Registry: 0/1 checks passed"
+
+
+@pytest.mark.parametrize("cell", ["IntOutputCell", "IntCarryCell"])
+def test_training_refuses_a_cell_with_integer_outputs_or_carry(cell: str) -> None:
+    with pytest.raises(ConfigError, match=r"^--cell=tests.test_conformance:Int\w+: its (output|carry) is int32"):
+        validate(Config(cell=f"tests.test_conformance:{cell}", hidden_size=4))
