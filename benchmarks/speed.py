@@ -611,7 +611,7 @@ def define_flags() -> None:
 
 
 def options_from_flags() -> Options:
-    from experiments.flags import list_flag
+    from experiments.flags import int_list_flag, list_flag
 
     options = PRESETS[FLAGS.preset]
     changes: dict[str, Any] = {"use_torch": FLAGS.torch, "num_seeds": FLAGS.num_seeds}
@@ -628,10 +628,7 @@ def options_from_flags() -> Options:
     if FLAGS.seeds_setting is not None:
         changes["seeds_setting"] = Setting.parse(FLAGS.seeds_setting, "seeds_setting", min_length=2)
     if FLAGS.seed_counts is not None:
-        counts = list_flag(FLAGS.seed_counts, "seed_counts")
-        if not all(c.isdigit() and 1 <= int(c) <= 1024 for c in counts):
-            raise ConfigError(f"--seed_counts={FLAGS.seed_counts}: must be integers in [1, 1024]")
-        changes["seed_counts"] = tuple(map(int, counts))
+        changes["seed_counts"] = tuple(int_list_flag(FLAGS.seed_counts, "seed_counts", 1, 1024))  # ASCII: not ²
     if FLAGS.variants:
         changes["variants"] = tuple(list_flag(FLAGS.variants, "variants"))
         for v in changes["variants"]:

@@ -294,7 +294,6 @@ def main(argv: list[str]) -> None:
         raise ConfigError(f"--task={F.task}: applies to --table=gradients only (the {F.table} table is on {F.table})")
     if F.steps is not None and not 1 <= F.steps <= 10**9:
         raise ConfigError(f"--steps={F.steps}: must be an integer in [1, 1000000000]")
-    results_dir = check_workdir(F.results_dir, "results_dir")
     task = F.task if F.table == "gradients" else F.table
     overrides = {
         "cells": tuple(list_flag(F.cells, "cells")) if F.cells is not None else None,
@@ -304,7 +303,7 @@ def main(argv: list[str]) -> None:
     }  # fmt: skip
     grid = grid_from_flags(F.table, F.preset, overrides)
     configs = {(c, T): point_config(F.table, task, grid, c, T) for c in grid.cells for T in grid.seq_lens}
-    check_grid(F.table, configs, results_dir)
+    results_dir = check_grid(F.table, configs, F.results_dir)
     out_dir = results_dir / F.table
     t0 = time.perf_counter()
     print(f"{F.table} table, preset {F.preset}: {len(configs)} grid points x {grid.num_seeds} seeds", flush=True)
@@ -319,21 +318,23 @@ def main(argv: list[str]) -> None:
     print(report)
 
 
-def check_grid(table: str, configs: dict[tuple[str, int], Config], results_dir: Path) -> None:
+def check_grid(table: str, configs: dict[tuple[str, int], Config], results_dir: str) -> Path:
     """Every point of the grid, before the first one trains: its config, its folder, and a run already
     there with other settings (refused, as `experiments.train` would, but before any point trains;
-    a gradients point with other settings is measured again)."""
+    a gradients point with other settings is measured again). Returns the checked --results_dir."""
     for (cell, T), config in configs.items():
         try:
             validate_cells(config, [cell])
         except ConfigError as e:  # name a flag this tool has: --seq_lens, not --seq_len or --diag_every
             raise ConfigError(re.sub(r"^--(seq_len|diag_every)=\d+", f"--seq_lens (T={T})", str(e))) from None
+    results_dir = check_workdir(results_dir, "results_dir")  # created only once every point is valid
     dirs = {point_dir(results_dir, table, c) for c in configs.values()}
     if len(dirs) < len(configs):
         raise ConfigError(f"--cells: two cells share a folder name (':' and '.' become '_' in {results_dir / table})")
     if table != "gradients":
         for config in configs.values():
             check_resumable(config, point_dir(results_dir, table, config))
+    return results_dir
 
 
 TRAINING_ONLY = ("steps", "batch_size", "learning_rate", "optimizer")  # flags the gradients table has no use for

@@ -25,10 +25,10 @@ DEFAULTS = Config(task="adding", seq_len=100, hidden_size=64, batch_size=50, ste
 
 def compare(config: Config, cells: list[str], workdir: str | Path) -> str:
     """Train `cells` under `config`; return the Markdown table (also written to the workdir)."""
-    workdir = check_workdir(workdir)
     configs = validate_cells(config, cells)  # every cell, and its saved run if any, before the first one trains
     if len({_dirname(cell) for cell in cells}) < len(cells):
         raise ConfigError(f"--cells={','.join(cells)}: two entries share a folder name ({_DIRNAME_RULE})")
+    workdir = check_workdir(workdir)
     for cell, c in configs.items():
         check_resumable(c, check_workdir(workdir / _dirname(cell)))
     results = {cell: train_and_evaluate(c, workdir / _dirname(cell)) for cell, c in configs.items()}

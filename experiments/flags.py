@@ -44,6 +44,8 @@ def _flag_error(e: Exception) -> str:
         suggestion = f"; did you mean --{tip}?" if tip else ""
         return f"--{e.flagname}: unknown flag{suggestion} (see --helpfull)"
     message = str(e)
+    if isinstance(e, flags.CantOpenFlagFileError):
+        return f"--flagfile: {message.removeprefix('ERROR:: ')}"
     if match := re.fullmatch(r"Missing value for flag (--\S+)", message):
         return f"{match[1]}: missing value"
     return message.removeprefix("flag ")

@@ -144,6 +144,7 @@ def test_one_path_for_every_entry_point(one_line_errors, tmp_path):
     cases += [(m, ["stray"], "unexpected positional arguments ['stray']") for m in ("experiments.train",)]
     cases += [
         ("experiments.train", ["--steps"], "--steps: missing value"),
+        ("experiments.train", ["--flagfile=/no/such/file"], "--flagfile: Unable to open flagfile"),
         ("cells.conformance", ["lstm", "--hidden_size=x"], "--hidden_size=x: "),
     ]
     one_line_errors(cases)
@@ -221,6 +222,7 @@ def test_speed_flags_are_checked_before_timing(one_line_errors, blocked):
         (m, ["--preset=quick", "--settings=100000x40x8"], "--settings: B=100000 T=40 H=8 (rnn): --batch_size=100000"),
         (m, ["--preset=quick", "--settings=4x40x100000"], "--settings: B=4 T=40 H=100000 (rnn): --hidden_size"),
         (m, ["--preset=quick", "--seeds_setting=4x30x0"], "--seeds_setting: '4x30x0' needs"),
+        (m, ["--preset=quick", "--seed_counts=1,²"], "--seed_counts='1,²': must be a comma-separated list of integers"),
     ])  # fmt: skip
 
 
@@ -233,7 +235,7 @@ def test_names_empty_workdirs_damaged_configs_and_memory(one_line_errors, tmp_pa
     (tmp_path / "compare" / "rnn" / "config.json").write_text("[]")
     huge_lstm = ["--cell=lstm", "--hidden_size=65536", "--seq_len=2", "--batch_size=1", "--num_seeds=8"]
     one_line_errors([
-        ("experiments.compare", ["--cells=lstm,nope"], "--cells=lstm,nope (nope): unknown cell 'nope'"),
+        ("experiments.compare", ["--cells=lstm,nope", f"--workdir={tmp_path / 'w'}"], "--cells=lstm,nope (nope): "),
         ("experiments.compare", ["--workdir="], "--workdir='': must name a folder"),
         ("experiments.train", ["--workdir="], "--workdir='': must name a folder"),
         ("experiments.gradients", ["--workdir="], "--workdir='': must name a folder"),
@@ -244,4 +246,4 @@ def test_names_empty_workdirs_damaged_configs_and_memory(one_line_errors, tmp_pa
         ("experiments.train", [*huge_lstm, f"--workdir={tmp_path / 'w'}"], "--hidden_size=65536: parameters"),
         ("experiments.gradients", ["--seq_len=100000", "--batch=65536", "--cells=rnn"], "--batch=65536: gradient"),
     ])  # fmt: skip
-    assert not (tmp_path / "w").exists()
+    assert not (tmp_path / "w").exists()  # nothing is created for a run that is refused
