@@ -14,6 +14,7 @@ import math
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -27,8 +28,9 @@ from jax.sharding import PartitionSpec as P
 
 from cells import make_cell
 from experiments import io, policy
-from experiments.checkpoint import Checkpoints
+from experiments.checkpoint import Checkpoints, saved_steps
 from experiments.config import Config, ConfigError, check_workdir, make_model, num_devices, validate
+from experiments.lock import workdir_lock
 from tasks import Task, make_task
 
 EVAL_SEED = 2**31 - 1  # the held-out set is the same for every run of a (task, T, eval_size)
@@ -36,8 +38,10 @@ RESUMABLE_CHANGES = ("steps", "checkpoint_every", "num_devices", "seed_chunk")  
 SEEDS = "seeds"  # the mesh axis of seeds
 
 
-def vmap_in_chunks(fn: Any, chunk: int) -> Any:
+def vmap_in_chunks(fn: Any, chunk: int | Callable[[int], int]) -> Any:
     """`jax.vmap(fn)` over a leading seed axis, computed `chunk` seeds at a time (`jax.lax.map`).
+
+    `chunk` is a number, or a function of the seed axis' length n (read when tracing) giving one.
 
     Bit-identical to `jax.vmap(fn)` on CPU (tested). Why: a step vmapped over all N seeds keeps
     N x the scan's stacked backward residuals in one temporary buffer; on CPU, once that passes
@@ -49,10 +53,11 @@ def vmap_in_chunks(fn: Any, chunk: int) -> Any:
 
     def chunked(tree: Any) -> Any:
         n = jax.tree.leaves(tree)[0].shape[0]
-        if n <= chunk:
+        size = chunk(n) if callable(chunk) else chunk
+        if n <= size:
             return jax.vmap(fn)(tree)
-        k = n // chunk * chunk
-        head = jax.tree.map(lambda a: a[:k].reshape((k // chunk, chunk) + a.shape[1:]), tree)
+        k = n // size * size
+        head = jax.tree.map(lambda a: a[:k].reshape((k // size, size) + a.shape[1:]), tree)
         out = jax.tree.map(lambda a: a.reshape((k,) + a.shape[2:]), jax.lax.map(jax.vmap(fn), head))
         if k < n:
             tail = jax.vmap(fn)(jax.tree.map(lambda a: a[k:], tree))
@@ -172,11 +177,17 @@ class Experiment:
         return policy.seed_chunk(device.platform, per_seed, n, memory, c.seed_chunk)
 
     def compiled_step(self, mesh: Mesh | None = None) -> Any:
-        """The jitted train step over a leading seed axis sharded over `mesh` (state donated)."""
+        """The jitted train step over a leading seed axis sharded over `mesh` (state donated).
+
+        The chunk size follows the number of seeds each device holds when the step is traced.
+        """
         mesh = mesh or self.mesh()
-        chunk = self.seed_chunk(self.config.num_seeds // mesh.size)
         step = jax.shard_map(
-            vmap_in_chunks(self.train_step, chunk), mesh=mesh, in_specs=P(SEEDS), out_specs=P(SEEDS), check_vma=False
+            vmap_in_chunks(self.train_step, self.seed_chunk),
+            mesh=mesh,
+            in_specs=P(SEEDS),
+            out_specs=P(SEEDS),
+            check_vma=False,
         )
         return jax.jit(step, donate_argnums=0)
 
@@ -207,14 +218,15 @@ def reset_meters(state: TrainState) -> TrainState:
     return state._replace(loss_sum=zero, grad_norm_sum=zero, grad_norm_max=zero, clipped=zero, count=zero)
 
 
-class _StopSignal:
-    """Turns SIGTERM/SIGINT into a flag the loop checks between steps."""
+class StopSignal:
+    """Turns SIGTERM/SIGINT into a flag the loop checks between steps (installed for the whole
+    run, so a signal during validation, restore or compilation stops it before the next step)."""
 
     def __init__(self):
         self.received: int | None = None
         self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> "_StopSignal":
+    def __enter__(self) -> "StopSignal":
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -229,9 +241,16 @@ class _StopSignal:
 
 
 def check_resumable(config: Config, workdir: Path) -> None:
-    """Refuse to resume a workdir whose saved config differs in more than RESUMABLE_CHANGES."""
+    """Refuse to resume a workdir whose saved config differs in more than RESUMABLE_CHANGES, that holds
+    a run but lost its config.json (nothing to check the flags against), or whose run has already
+    trained more than --steps. Writes nothing."""
     path = workdir / "config.json"
     if not path.exists():
+        if found := [name for name in ("checkpoints", "metrics.jsonl", "results.json") if _holds(workdir, name)]:
+            raise ConfigError(
+                f"--workdir={workdir} holds a run ({', '.join(found)}) but no config.json, so its settings cannot "
+                "be checked; put its config.json back, or use a new --workdir"
+            )
         return
     try:
         saved = io.read_json(path)
@@ -247,6 +266,33 @@ def check_resumable(config: Config, workdir: Path) -> None:
     if diff:
         fields = ", ".join(f"--{k} (saved {saved.get(k)!r}, now {getattr(config, k)!r})" for k in diff)
         raise ConfigError(f"--workdir={workdir} holds a run with other settings: {fields}; use a new --workdir")
+    if config.steps < (done := steps_done(workdir)):
+        raise ConfigError(
+            f"--steps={config.steps}: the run in --workdir={workdir} has already trained {done} steps; "
+            f"pass --steps={done} or more, or use a new --workdir"
+        )
+
+
+def _holds(workdir: Path, name: str) -> bool:
+    if name == "checkpoints":
+        return bool(saved_steps(workdir))
+    return (workdir / name).exists()
+
+
+def steps_done(workdir: Path) -> int:
+    """Steps the run in `workdir` has trained: its newest checkpoint, or results.json's steps_done."""
+    results = _read_results(workdir)
+    done = results.get("steps_done") if isinstance(results.get("steps_done"), int) else 0
+    return max([done, *saved_steps(workdir)])
+
+
+def _read_results(workdir: Path) -> dict[str, Any]:
+    """results.json as a dict; {} when missing or damaged."""
+    try:
+        results = io.read_json(workdir / "results.json")
+    except (OSError, ValueError):
+        return {}
+    return results if isinstance(results, dict) else {}
 
 
 def train_and_evaluate(config: Config, workdir: str | Path) -> dict[str, Any]:
@@ -254,27 +300,45 @@ def train_and_evaluate(config: Config, workdir: str | Path) -> dict[str, Any]:
 
     Writes to `workdir`: config.json, metrics.jsonl (one record per seed per logging step),
     checkpoints/ and results.json. An existing workdir with the same config resumes from
-    its latest checkpoint; SIGTERM/SIGINT save a checkpoint and return early.
+    its latest checkpoint that restores; SIGTERM/SIGINT (any time) save a checkpoint and return
+    early. The workdir is locked for the call (`experiments.lock`): a second process gets a
+    `WorkdirLocked` ConfigError. Every check is made before anything but the lock is written.
+    A full disk raises `io.DiskFullError` naming the workdir.
     """
-    validate(config)
-    workdir = check_workdir(workdir)
-    check_resumable(config, workdir)
-    io.write_json(workdir / "config.json", config.to_dict())
-    exp = Experiment(config)
-    with exp.precision():
-        return _train(exp, workdir)
+    with StopSignal() as stop_signal:
+        validate(config)
+        workdir = check_workdir(workdir)
+        with workdir_lock(workdir):
+            check_resumable(config, workdir)
+            try:
+                io.write_json(workdir / "config.json", config.to_dict())
+                exp = Experiment(config)
+                with exp.precision():
+                    return _train(exp, workdir, stop_signal)
+            except Exception as e:
+                if io.disk_full(e):
+                    raise io.DiskFullError(workdir) from e
+                raise
 
 
-def _train(exp: Experiment, workdir: Path) -> dict[str, Any]:
+def _train(exp: Experiment, workdir: Path, stop_signal: StopSignal) -> dict[str, Any]:
     config = exp.config
     mesh = exp.mesh()
     seeds = jnp.arange(config.seed, config.seed + config.num_seeds)
     state = exp.compiled_init(mesh)(seeds)
+    previous = _read_results(workdir)
     checkpoints = Checkpoints(workdir)
-    start = checkpoints.latest_step() or 0
-    metrics_path = workdir / "metrics.jsonl"
-    if start:
-        state = checkpoints.restore(start, state)
+    try:
+        return _train_from(exp, workdir, mesh, state, checkpoints, stop_signal, previous)
+    finally:
+        checkpoints.close()
+
+
+def _train_from(exp, workdir, mesh, state, checkpoints, stop_signal, previous) -> dict[str, Any]:
+    config = exp.config
+    start, metrics_path = 0, workdir / "metrics.jsonl"
+    if restored := checkpoints.restore_latest(state):
+        start, state = restored
         logging.info("resuming %s from step %d", workdir, start)
     io.write_jsonl(metrics_path, [r for r in io.read_jsonl(metrics_path) if start and r["step"] <= start])
 
@@ -292,36 +356,60 @@ def _train(exp: Experiment, workdir: Path) -> dict[str, Any]:
             diagnostics(0, state.params)
     step, last_log, stop = start, start, None
     train_time, timed_steps, t_interval = 0.0, 0, time.perf_counter()
-    with _StopSignal() as stop_signal:
-        while step < config.steps:
-            state = step_fn(state)
-            step += 1
-            if step % config.eval_every == 0 or step == config.steps:
-                diverged_at = np.asarray(state.diverged_at)  # the one host sync of the interval
-                elapsed = time.perf_counter() - t_interval
-                steps_per_s = (step - last_log) / elapsed
-                if last_log > start:  # the first interval includes compilation
-                    train_time, timed_steps = train_time + elapsed, timed_steps + step - last_log
-                history += _log(exp, workdir, step, state, eval_fn(state.params, eval_set), steps_per_s)
-                state, last_log = reset_fn(state), step
-                if diagnostics and step % config.diag_every == 0:
-                    diagnostics(step, state.params)
-                if config.checkpoint_every and step % config.checkpoint_every == 0:
-                    checkpoints.save(step, state)
-                if (diverged_at >= 0).all():
-                    logging.warning("every seed diverged; stopping at step %d", step)
-                    break
-                t_interval = time.perf_counter()
-            if stop_signal.received is not None:
-                stop = signal.Signals(stop_signal.received).name
-                logging.warning("%s received: saving a checkpoint at step %d and stopping", stop, step)
-                break
+    diverged_at = np.asarray(state.diverged_at)
+    if start and (diverged_at >= 0).all():
+        logging.warning("every seed diverged by step %d: nothing left to train", start)
+    while step < config.steps and not (diverged_at >= 0).all() and stop_signal.received is None:
+        state = step_fn(state)
+        step += 1
+        if step % config.eval_every == 0 or step == config.steps:
+            diverged_at = np.asarray(state.diverged_at)  # the one host sync of the interval
+            elapsed = time.perf_counter() - t_interval
+            steps_per_s = (step - last_log) / elapsed
+            if last_log > start:  # the first interval includes compilation
+                train_time, timed_steps = train_time + elapsed, timed_steps + step - last_log
+            history += _log(exp, workdir, step, state, eval_fn(state.params, eval_set), steps_per_s)
+            state, last_log = reset_fn(state), step
+            if diagnostics and step % config.diag_every == 0:
+                diagnostics(step, state.params)
+            if config.checkpoint_every and step % config.checkpoint_every == 0:
+                checkpoints.save(step, state)
+            if (diverged_at >= 0).all():
+                logging.warning("every seed diverged; stopping at step %d", step)
+            t_interval = time.perf_counter()
+        elif config.checkpoint_every and step % config.checkpoint_every == 0:
+            t_save = time.perf_counter()  # mid-interval: the meters so far are part of the state
+            checkpoints.save(step, state)
+            t_interval += time.perf_counter() - t_save  # not counted as training time
+    if stop_signal.received is not None:
+        stop = signal.Signals(stop_signal.received).name
+        logging.warning("%s received: saving a checkpoint at step %d and stopping", stop, step)
+    if not any(r["step"] == step for r in history):  # stopped between logging steps: evaluate here,
+        # for results.json only; metrics.jsonl keeps the logging schedule (a resumed run appends to it)
+        history += _log(exp, workdir, step, state, eval_fn(state.params, eval_set), float("nan"), write=False)
     checkpoints.save(step, state)
-    checkpoints.close()
-    results = _results(exp, state, history, step, time.perf_counter() - t_start, train_time, timed_steps, stop)
+    timing = _timing(previous, start, step, time.perf_counter() - t_start, train_time, timed_steps)
+    results = _results(exp, state, history, step, timing, stop)
     results["execution"] = execution(exp, mesh)
     io.write_json(workdir / "results.json", results)
     return results
+
+
+def _timing(previous: dict, start: int, step: int, wall_time: float, train_time: float, timed_steps: int) -> dict:
+    """Wall and training time summed over the sessions of a run: a resumed one adds the previous
+    results.json's; a session that trained nothing (a rerun of a finished run) keeps them as they were."""
+    keys = ("wall_time_s", "train_time_s", "timed_steps", "steps_per_s")
+    if start and step == start and previous.get("steps_done") == step:
+        return {k: previous.get(k) for k in keys}
+    number = lambda v: v if isinstance(v, int | float) and not isinstance(v, bool) else 0  # noqa: E731
+    before = {k: number(previous.get(k)) for k in keys[:3]} if start else dict.fromkeys(keys[:3], 0)
+    total_train, total_steps = before["train_time_s"] + train_time, before["timed_steps"] + timed_steps
+    return {
+        "wall_time_s": round(before["wall_time_s"] + wall_time, 2),
+        "train_time_s": round(total_train, 3),
+        "timed_steps": total_steps,
+        "steps_per_s": round(total_steps / total_train, 2) if total_train else None,
+    }
 
 
 def _diagnostics_recorder(exp: Experiment, workdir: Path, config: Config):
@@ -333,8 +421,10 @@ def _diagnostics_recorder(exp: Experiment, workdir: Path, config: Config):
     return TrainingRecorder(exp, workdir)
 
 
-def _log(exp: Experiment, workdir: Path, step: int, state: TrainState, evals: dict, steps_per_s: float) -> list[dict]:
-    """Append one metrics.jsonl record per seed and print a progress line; returns the records."""
+def _log(
+    exp: Experiment, workdir: Path, step: int, state: TrainState, evals: dict, steps_per_s: float, write: bool = True
+) -> list[dict]:
+    """Append (if `write`) one metrics.jsonl record per seed and print a progress line; returns the records."""
     meters, evals = jax.device_get((state._replace(params=None, opt_state=None), evals))
     count = np.maximum(meters.count, 1)
     records = []
@@ -351,7 +441,8 @@ def _log(exp: Experiment, workdir: Path, step: int, state: TrainState, evals: di
             **{f"eval_{k}": float(v[i]) for k, v in evals.items()},
         }
         records.append(record)
-    io.append_jsonl(workdir / "metrics.jsonl", records)
+    if write:
+        io.append_jsonl(workdir / "metrics.jsonl", records)
     cfg = exp.config
     mean = lambda key: np.mean([r[key] for r in records if r[key] is not None] or [np.nan])  # noqa: E731
     eta = (cfg.steps - step) / steps_per_s if steps_per_s and not math.isnan(steps_per_s) else float("nan")
@@ -369,7 +460,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.1f}m" if seconds >= 90 else f"{seconds:.0f}s"
 
 
-def _results(exp, state, history, step, wall_time, train_time, timed_steps, stop) -> dict[str, Any]:
+def _results(exp, state, history, step, timing, stop) -> dict[str, Any]:
     """Final metrics per seed, with first solved step and divergence, and their mean/std."""
     task, cfg = exp.task, exp.config
     last = {r["seed"]: r for r in history if r["step"] == step}
@@ -395,9 +486,9 @@ def _results(exp, state, history, step, wall_time, train_time, timed_steps, stop
         "metric": task.metric_name,
         "baseline": task.baseline,
         "steps_done": step,
+        "finished": step >= cfg.steps or bool((diverged_at >= 0).all()),  # all steps, or every seed diverged
         "stopped_by": stop,
-        "wall_time_s": round(wall_time, 2),
-        "steps_per_s": round(timed_steps / train_time, 2) if train_time else None,
+        **timing,
         "seeds": per_seed,
         "mean": {k: float(np.mean(v)) for k, v in finals.items()},
         "std": {k: float(np.std(v)) for k, v in finals.items()},
