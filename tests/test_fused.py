@@ -60,10 +60,11 @@ def _compare(name, options, dtype, remat, readout, perturbed):
 def test_fused_gradients_equal_autodiff_float64(name, options, remat, readout, perturbed):
     with jax.enable_x64(True):
         loss_error, grad_error, grads = _compare(name, options, jnp.float64, remat, readout, perturbed)
+        assert all(g.dtype == jnp.float64 for g in jax.tree.leaves(grads))
+        if perturbed:  # the diagnostics read dL/dh_t from these: they must be there and non-zero
+            assert all(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(grads[2]))
     assert loss_error < 1e-12
     assert grad_error < 1e-10
-    if perturbed:  # the diagnostics read dL/dh_t from these: they must be there and non-zero
-        assert all(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(grads[2]))
 
 
 @pytest.mark.parametrize("name,options", CASES[::2])
