@@ -9,10 +9,17 @@ from typing import Any
 
 from flax import linen as nn
 
+from cells.cornn import CoRNNCell
+from cells.exprnn import ExpRNNCell
 from cells.gru import GRUCell
+from cells.indrnn import IndRNNCell
+from cells.lem import LEMCell
+from cells.lru import LRUCell
 from cells.lstm import LSTMCell
+from cells.minrnn import MinGRUCell, MinLSTMCell
 from cells.registry import Registry, constructor_fields, parse_options
 from cells.rnn import RNNCell
+from cells.stack import StackedCell
 
 CELLS = Registry("cell")
 CELLS.register("rnn", RNNCell)
@@ -20,18 +27,28 @@ CELLS.register("irnn", functools.partial(RNNCell, activation="relu", recurrent_i
 CELLS.register("lstm", LSTMCell)
 CELLS.register("lstm_fb0", functools.partial(LSTMCell, forget_bias=0.0))  # PyTorch's and flax's init
 CELLS.register("gru", GRUCell)
+CELLS.register("indrnn", IndRNNCell)
+CELLS.register("cornn", CoRNNCell)
+CELLS.register("lem", LEMCell)
+CELLS.register("exprnn", ExpRNNCell)
+CELLS.register("lru", LRUCell)
+CELLS.register("mingru", MinGRUCell)
+CELLS.register("minlstm", MinLSTMCell)
 # Flax's own cells, for side-by-side checks (flax's LSTM has forget bias 0 and carry (c, h)).
 CELLS.register("flax_lstm", nn.OptimizedLSTMCell)
 CELLS.register("flax_gru", nn.GRUCell)
 
 
-def make_cell(spec: str, hidden_size: int, options: str | dict[str, Any] = "") -> nn.Module:
+def make_cell(spec: str, hidden_size: int, options: str | dict[str, Any] = "", num_layers: int = 1) -> nn.Module:
     """Build a cell from a registered name or `package.module:Class`.
 
     The class takes its width as `hidden_size` (this repo) or `features` (flax's cells);
-    `options` (a dict or "key=value,...") sets any other constructor field.
+    `options` (a dict or "key=value,...") sets any other constructor field. `num_layers > 1`
+    stacks that many such cells (`cells.stack.StackedCell`, same width and options).
     Raises ValueError with a one-line message on any bad input.
     """
+    if num_layers > 1:
+        return StackedCell(tuple(make_cell(spec, hidden_size, options) for _ in range(num_layers)))
     factory = CELLS.get(spec)
     fields = constructor_fields(factory)
     cls = getattr(factory, "func", factory)
@@ -51,4 +68,18 @@ def make_cell(spec: str, hidden_size: int, options: str | dict[str, Any] = "") -
         raise ValueError(f"cell {spec!r} rejected options {options}: {e}") from None
 
 
-__all__ = ["CELLS", "GRUCell", "LSTMCell", "RNNCell", "make_cell"]
+__all__ = [
+    "CELLS",
+    "CoRNNCell",
+    "ExpRNNCell",
+    "GRUCell",
+    "IndRNNCell",
+    "LEMCell",
+    "LRUCell",
+    "LSTMCell",
+    "MinGRUCell",
+    "MinLSTMCell",
+    "RNNCell",
+    "StackedCell",
+    "make_cell",
+]

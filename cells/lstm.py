@@ -5,7 +5,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from cells.base import AffineCell
-from cells.initializers import RECURRENT_INITS, check_choice, recurrent_init
+from cells.initializers import RECURRENT_INITS, check_choice, check_chrono, chrono_bias, recurrent_init
 
 
 class LSTMCell(AffineCell):
@@ -28,15 +28,23 @@ class LSTMCell(AffineCell):
     over more steps at initialisation. PyTorch and flax's LSTMCell start at 0; pass
     ``forget_bias=0`` to match them. Tables report the value used.
 
+    ``chrono_tmax=T_max`` (> 0; default 0 = off) is the chrono initialisation (Tallec & Ollivier
+    2018), which replaces ``forget_bias``: forget block log(u), input block -log(u), u ~ U[1,
+    T_max - 1] per unit, so sigmoid(f) = 1 - 1/(1 + u) gives forgetting times over [2, T_max].
+    Only the one bias b is written (the reference code writes both of PyTorch's b_ih and b_hh,
+    doubling the effective bias).
+
     The step and the whole-sequence method (``sequence``, the fused kernel of `cells.fused`)
     share ``pointwise``, the gate equations after the two matmuls.
     """
 
     forget_bias: float = 1.0
     recurrent_init: str = "orthogonal"
+    chrono_tmax: float = 0.0
 
     def __post_init__(self) -> None:
         check_choice("recurrent_init", self.recurrent_init, RECURRENT_INITS)
+        check_chrono(self.chrono_tmax)
         super().__post_init__()
 
     @nn.compact
@@ -45,10 +53,14 @@ class LSTMCell(AffineCell):
         h = carry[1]
         W = self.param("input_kernel", nn.initializers.lecun_normal(), (x.shape[-1], 4 * H))
         U = self.param("recurrent_kernel", recurrent_init(self.recurrent_init, 4), (H, 4 * H))
-        b = self.param("bias", lambda _, shape: jnp.zeros(shape).at[H : 2 * H].set(self.forget_bias), (4 * H,))
+        bias_init = lambda _, shape: jnp.zeros(shape).at[H : 2 * H].set(self.forget_bias)  # noqa: E731
+        if self.chrono_tmax:
+            bias_init = chrono_bias(self.chrono_tmax, 4, keep_block=1, write_block=0)  # f: log u, i: -log u
+        b = self.param("bias", bias_init, (4 * H,))
         return self.pointwise(x @ W + b, h @ U, carry)
 
     additive_gates = True  # pointwise reads a_x + a_h only
+    carry_names = ("c", "h")  # the carry's leaves, as the gradient diagnostics report them
 
     @nn.nowrap
     def pointwise(self, a_x: jax.Array, a_h: jax.Array, carry: tuple[jax.Array, jax.Array]):

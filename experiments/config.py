@@ -35,6 +35,7 @@ class Config:
     task: str = _field("adding", "Task: copy, adding, or package.module:TaskClass.")
     seq_len: int = _field(100, "Task length T (copy: the delay; sequences are T+20 long).")
     hidden_size: int = _field(128, "Width of the cell's hidden state.")
+    num_layers: int = _field(1, "Cells stacked in depth: each layer's output sequence is the next one's input.")
     batch_size: int = _field(50, "Training sequences per step (fresh each step).")
     steps: int = _field(2000, "Training steps; a larger value extends a finished run on resume.")
     optimizer: str = _field("adam", "Optimizer: adam, rmsprop or sgd (with --momentum).")
@@ -143,6 +144,7 @@ def validate(config: Config, diagnostics_batch: int | None = None) -> None:
     _int_between("checkpoint_every", config.checkpoint_every, 0, 10**9)
     _int_between("diag_every", config.diag_every, 0, 10**9)
     _int_between("remat", config.remat, 0, MAX_SEQ_LEN)
+    _int_between("num_layers", config.num_layers, 1, 64)
     _int_between("unroll", config.unroll, 0, 1024)
     _int_between("seed_chunk", config.seed_chunk, 0, 1024)
     _int_between("num_devices", config.num_devices, 0, 4096)
@@ -161,7 +163,7 @@ def validate(config: Config, diagnostics_batch: int | None = None) -> None:
     except ValueError as e:
         raise ConfigError(f"--task={config.task}: {e}") from None
     try:
-        cell = make_cell(config.cell, config.hidden_size, config.cell_options)
+        cell = make_cell(config.cell, config.hidden_size, config.cell_options, config.num_layers)
     except ValueError as e:
         flag = "cell_options" if "option" in str(e) else "cell"
         raise ConfigError(f"--{flag}: {e}") from None
@@ -191,6 +193,9 @@ def _check_cell_runs(config: Config, model: SequenceModel, task: Task) -> None:
         raise ConfigError(f"--cell={config.cell}: {bad[0]}; it must be floating (no gradient flows through integers)")
 
 
+PROBE_BYTES = 16 * 1024  # written (and synced) by the write probe
+
+
 def _probe(folder: Path, name: str = "write_probe") -> None:
     """Create `folder` if needed and write (then remove) a file there, named as `io.atomic_write` names its
     temp file for `name`; OSError (or ValueError, for a NUL byte) if that fails."""
@@ -198,8 +203,12 @@ def _probe(folder: Path, name: str = "write_probe") -> None:
         raise NotADirectoryError(errno.ENOTDIR, f"{folder} is a file, not a folder")
     folder.mkdir(parents=True, exist_ok=True)
     fd, probe = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
-    os.close(fd)
-    os.unlink(probe)
+    try:  # a few KiB, synced: a full disk fails here, not after compiling (an empty file needs no space)
+        os.write(fd, b"\0" * PROBE_BYTES)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+        os.unlink(probe)
 
 
 def check_workdir(workdir: str | os.PathLike, flag: str = "workdir") -> Path:

@@ -102,7 +102,7 @@ class Experiment:
     def __init__(self, config: Config):
         self.config = config
         self.task: Task = make_task(config.task, config.seq_len)
-        cell = make_cell(config.cell, config.hidden_size, config.cell_options)
+        cell = make_cell(config.cell, config.hidden_size, config.cell_options, config.num_layers)
         self.model = make_model(config, cell, self.task)
         self.optimizer = make_optimizer(config)
 

@@ -1,0 +1,98 @@
+r"""Depth: N cells stacked in time, as one cell whose carry is the tuple of the layers' carries."""
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+
+def _leaf_names(cell: nn.Module, carry: Any) -> list[str]:
+    """A layer's carry leaf names: its `carry_names`, else "h" for one array, else tuple positions."""
+    leaves = jax.tree.leaves(carry)
+    names = getattr(cell, "carry_names", None)
+    if names is not None and len(names) == len(leaves):
+        return list(names)
+    return ["h"] if len(leaves) == 1 else [str(i) for i in range(len(leaves))]
+
+
+class StackedCell(nn.RNNCellBase):
+    r"""``layers[0] -> layers[1] -> ...``: the output y of layer l at step t is layer l+1's input.
+
+    For one step, with carry (c^1, ..., c^N) and input x_t::
+
+        c^1_t, y^1_t = layer_1(c^1_{t-1}, x_t)
+        c^l_t, y^l_t = layer_l(c^l_{t-1}, y^{l-1}_t)      l = 2..N;   y_t = y^N_t
+
+    Parameters ``layers_0`` .. ``layers_{N-1}``; carry: a tuple of the layers' carries (each zeros or
+    whatever its cell starts from). Any cell stacks, a user's too. The carry leaves are named
+    ``"<layer>.<name>"`` (e.g. ``0.c``, ``0.h``, ``1.h``), so the gradient diagnostics report
+    dL/dh_t per layer. ``sequence`` runs the layers one after another over the whole sequence,
+    each by its own whole-sequence method when it has one (the fused kernel of rnn/lstm/gru),
+    else by a scan of its step: the same numbers as the step, layer by layer.
+    """
+
+    layers: Sequence[nn.Module]
+
+    @nn.compact
+    def __call__(self, carry: tuple, x: jax.Array) -> tuple[tuple, jax.Array]:
+        new = []
+        for layer, c in zip(self.layers, carry, strict=True):
+            c, x = layer(c, x)
+            new.append(c)
+        return tuple(new), x
+
+    @nn.nowrap
+    def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> tuple:
+        carries, shape = [], input_shape
+        for key, layer in zip(jax.random.split(rng, len(self.layers)), self.layers, strict=True):
+            carries.append(layer.initialize_carry(key, shape))
+            shape = input_shape[:-1] + (_width(layer),)
+        return tuple(carries)
+
+    @property
+    def num_feature_axes(self) -> int:
+        return 1
+
+    @property
+    def carry_names(self) -> tuple[str, ...]:
+        shape = (1, 1)
+        names = []
+        for i, layer in enumerate(self.layers):
+            carry = jax.eval_shape(
+                lambda layer=layer, shape=shape: layer.initialize_carry(jax.random.PRNGKey(0), shape)
+            )
+            names += [f"{i}.{name}" for name in _leaf_names(layer, carry)]
+        return tuple(names)
+
+    def sequence(self, carry: tuple, xs: jax.Array, perturbations: Any = None, unroll: int = 1) -> tuple[tuple, Any]:
+        """All T steps, layer after layer: xs (T, B, I) -> (final carries, ys (T, B, H_N))."""
+        params = self.variables["params"]
+        finals = []
+        for i, (layer, c) in enumerate(zip(self.layers, carry, strict=True)):
+            eps = None if perturbations is None else perturbations[i]
+            unbound = layer.clone(parent=None)
+            variables = {"params": params[f"layers_{i}"]}
+            if callable(getattr(unbound, "sequence", None)):
+                c, xs = unbound.apply(variables, c, xs, eps, unroll, method="sequence")
+            else:
+                c, xs = _scan_steps(unbound, variables, c, xs, eps, unroll)
+            finals.append(c)
+        return tuple(finals), xs
+
+
+def _scan_steps(cell: nn.Module, variables: dict, carry: Any, xs: jax.Array, eps: Any, unroll: int):
+    def step(c: Any, inp: tuple) -> tuple[Any, jax.Array]:
+        x, e = inp
+        c = c if e is None else jax.tree.map(jnp.add, c, e)
+        return cell.apply(variables, c, x)
+
+    return jax.lax.scan(step, carry, (xs, eps), unroll=unroll)
+
+
+def _width(cell: nn.Module) -> int:
+    for field in ("hidden_size", "features"):
+        if hasattr(cell, field):
+            return getattr(cell, field)
+    raise ValueError(f"cannot stack {type(cell).__name__}: it has no hidden_size or features field")
