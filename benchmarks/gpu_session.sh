@@ -23,5 +23,5 @@ if [ "$PRESET" = gpu ]; then  # the unroll policy: lstm at the long setting, bot
     --variants=sequence+unroll1,sequence+unroll4,sequence+unroll16,step+unroll1 --notorch --rounds=3 \
     --out="$OUT/unroll_gpu.md" 2>&1 | tail -12
 fi
-timeout "${TEST_TIMEOUT:-200}" $PY -m pytest -q -m "not slow" -p no:cacheprovider -o addopts="" ${TEST_ARGS:-tests} 2>&1 | tee "$OUT/tests.log" | tail -40
+timeout "${TEST_TIMEOUT:-200}" $PY -m pytest -q -m "not slow" -p no:cacheprovider -o addopts="" --timeout=120 ${TEST_ARGS:-tests} 2>&1 | tee "$OUT/tests.log" | tail -40
 echo "tests exit: ${PIPESTATUS[0]}"
