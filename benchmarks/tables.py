@@ -17,6 +17,7 @@ import dataclasses
 import io as _io
 import re
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -31,8 +32,9 @@ from experiments import io
 from experiments.config import Config, ConfigError, check_workdir, validate_cells
 from experiments.diagnostics import TrainingRecorder
 from experiments.flags import int_list_flag, list_flag, run
+from experiments.lock import WorkdirLockedError, workdir_lock
 from experiments.report import markdown_table, mean_std
-from experiments.train import Experiment, check_resumable, package_versions, train_and_evaluate
+from experiments.train import Experiment, StopSignal, check_resumable, package_versions, train_and_evaluate
 
 PUBLISHED = Path(__file__).with_name("published.csv")
 TABLES = ("adding", "copy", "gradients")
@@ -97,21 +99,34 @@ def point_dir(results_dir: Path, table: str, config: Config) -> Path:
 
 
 def run_point(table: str, config: Config, workdir: Path) -> dict[str, Any]:
-    """Train (or measure, for `gradients`) one grid point unless it already finished."""
+    """Train (or measure, for `gradients`) one grid point unless it already finished.
+
+    A point another process holds (`experiments.lock`) is skipped, saying so: it comes back as
+    {"busy": message} and the table marks it. A point stopped by a signal comes back with its
+    results ("stopped_by" set) for the sweep to stop.
+    """
     done = workdir / ("diagnostics.jsonl" if table == "gradients" else "results.json")
     if _finished(table, config, workdir, done):
         print(f"  {workdir.name}: finished earlier, skipped", flush=True)
         return _load_point(table, workdir)
-    t0 = time.perf_counter()
-    if table == "gradients":
-        exp = Experiment(config)
-        params = jax.jit(jax.vmap(exp.init_state))(jnp.arange(config.num_seeds)).params
-        io.write_json(workdir / "config.json", config.to_dict())
-        TrainingRecorder(exp, workdir, jacobian_points_count=8)(0, params)
-    else:
-        train_and_evaluate(config, workdir)
+    t0, stopped_by = time.perf_counter(), None
+    try:
+        if table == "gradients":
+            workdir.mkdir(parents=True, exist_ok=True)
+            with workdir_lock(workdir, "results_dir"):
+                exp = Experiment(config)
+                params = exp.compiled_init()(jnp.arange(config.num_seeds)).params
+                io.write_json(workdir / "config.json", config.to_dict())
+                TrainingRecorder(exp, workdir, jacobian_points_count=8)(0, params)
+        else:
+            stopped_by = train_and_evaluate(config, workdir)["stopped_by"]
+    except WorkdirLockedError as e:
+        print(
+            f"  {workdir.name}: skipped: {workdir} is being trained by another process (pid {e.pid or '?'})", flush=True
+        )
+        return {"busy": f"being trained by another process (pid {e.pid or '?'})"}
     print(f"  {workdir.name}: {time.perf_counter() - t0:.0f}s", flush=True)
-    return _load_point(table, workdir)
+    return {**_load_point(table, workdir), "stopped_by": stopped_by}
 
 
 def _finished(table: str, config: Config, workdir: Path, done: Path) -> bool:
@@ -150,6 +165,20 @@ def _grad_entry(diag: list[dict]) -> str:
     decay = mean_std([r["carry"]["decay_rate"] for r in diag], 2)
     horizon = mean_std([r["carry"]["horizon"] for r in diag], 2)
     return f"{decay} dec/step, horizon {horizon}"
+
+
+def point_entry(point: dict[str, Any], first_line: bool = False) -> str:
+    """A trained point's `metric_entry`, marked when the point is not finished: another process is
+    training it, or it stopped before its last step (never shown as if it had finished)."""
+    if "busy" in point:
+        return f"- ({point['busy']})"
+    results = point["results"]
+    entry = metric_entry(results)
+    entry = entry.split("<br>")[0] if first_line else entry
+    steps, done = results["config"]["steps"], results["steps_done"]
+    if done < steps and not results.get("finished"):
+        entry = f"**part-trained: {done}/{steps} steps**<br>{entry}"
+    return entry
 
 
 def metric_entry(results: dict[str, Any]) -> str:
@@ -198,11 +227,11 @@ def render(table: str, task: str, grid: Grid, points: dict, command: str, wall: 
     if table != "gradients":
         what = "CE / baseline (10 ln 8/(T+20))" if task == "copy" else "MSE (baseline 1/6 = 0.167)"
         out += [f"## Final held-out {what}, mean ± std over seeds", ""]
-        rows = [[c, *(metric_entry(points[c, T]["results"]) for T in lens)] for c in cells]
+        rows = [[c, *(point_entry(points[c, T]) for T in lens)] for c in cells]
         out += [markdown_table(["cell", *(f"T={T}" for T in lens)], rows), ""]
     out += ["## Gradient decay of ||dL/dh_t|| (fitted decades per step; horizon in steps, 1% of max)", ""]
     phases = [("init", "diag_init")] + ([("end", "diag_end")] if table != "gradients" else [])
-    rows = [[c, phase, *(_grad_entry(points[c, T][key]) for T in lens)] for c in cells for phase, key in phases]
+    rows = [[c, phase, *(_grad_entry(points[c, T].get(key, [])) for T in lens)] for c in cells for phase, key in phases]
     out += [markdown_table(["cell", "when", *(f"T={T}" for T in lens)], rows), ""]
     published = published_rows(task) if table != "gradients" else []
     if published:
@@ -210,7 +239,7 @@ def render(table: str, task: str, grid: Grid, points: dict, command: str, wall: 
         rows = []
         for r in published:
             ours = [
-                f"T={T}: " + metric_entry(points[r["cell"], T]["results"]).split("<br>")[0]
+                f"T={T}: " + point_entry(points[r["cell"], T], first_line=True).replace("<br>", " ")
                 for T in lens
                 if r["cell"] in cells and _matches(r, r["cell"], T) and table != "gradients"
             ]
@@ -230,10 +259,14 @@ def _span(low: str, high: str) -> str:
 def write_csv(path: Path, table: str, points: dict) -> None:
     rows = []
     for (cell, T), p in points.items():
+        if "busy" in p:  # another process is training it: no row
+            continue
         diag = {(r["seed"], ph): r for ph in ("diag_init", "diag_end") for r in p[ph]}
         seeds = p["results"]["seeds"] if "results" in p else [{"seed": r["seed"]} for r in p["diag_init"]]
         for s in seeds:
             row = {"table": table, "cell": cell, "seq_len": T, "seed": s["seed"]}
+            if "results" in p:
+                row["steps_done"] = p["results"]["steps_done"]
             row.update({f"final_{k}": v for k, v in s.get("final", {}).items()})
             row.update({k: s.get(k) for k in ("solved", "solved_at_step", "diverged_at_step") if k in s})
             for ph in ("diag_init", "diag_end"):
@@ -257,18 +290,23 @@ def write_plots(out_dir: Path, table: str, grid: Grid, points: dict) -> list[Pat
     paths, metric = [], "ratio" if table == "copy" else "loss"
     for T in grid.seq_lens:
         curves = {}
-        for c in grid.cells:
+        trained = [c for c in grid.cells if "busy" not in points[c, T]]  # a busy point has no curve yet
+        if not trained:
+            continue
+        for c in trained:
             records = points[c, T]["metrics"]
             steps = sorted({r["step"] for r in records})
             curves[c] = (steps, np.array([[r[f"eval_{metric}"] for r in records if r["step"] == s] for s in steps]))
-        any_result = points[grid.cells[0], T]["results"]
+        any_result = points[trained[0], T]["results"]
         baseline, name = (1.0, "CE / baseline") if table == "copy" else (any_result["baseline"], "MSE")
         path = out_dir / f"{table}_curves_T{T}.png"
         plot_learning_curves(curves, baseline, name, path, f"{table}, T={T}, hidden {grid.hidden_size}")
         paths.append(path)
-    finals = {
-        c: [[s["final"][metric] for s in points[c, T]["results"]["seeds"]] for T in grid.seq_lens] for c in grid.cells
-    }
+
+    def final(point: dict) -> list[float]:
+        return [s["final"][metric] for s in point["results"]["seeds"]] if "results" in point else [np.nan]
+
+    finals = {c: [final(points[c, T]) for T in grid.seq_lens] for c in grid.cells}
     path = out_dir / f"{table}_final_vs_T.png"
     baseline, name = (1.0, "final CE / baseline") if table == "copy" else (1 / 6, "final MSE")
     plot_metric_vs_length(grid.seq_lens, finals, baseline, name, path, f"{table}: final metric against length")
@@ -307,7 +345,7 @@ def main(argv: list[str]) -> None:
     out_dir = results_dir / F.table
     t0 = time.perf_counter()
     print(f"{F.table} table, preset {F.preset}: {len(configs)} grid points x {grid.num_seeds} seeds", flush=True)
-    points = {key: run_point(F.table, c, point_dir(results_dir, F.table, c)) for key, c in configs.items()}
+    points = sweep(F.table, configs, results_dir)
     command = "python -m benchmarks.tables " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     wall = sum(p["results"]["wall_time_s"] for p in points.values()) if F.table != "gradients" else None
     report = render(F.table, task, grid, points, command, wall or time.perf_counter() - t0)
@@ -316,6 +354,29 @@ def main(argv: list[str]) -> None:
     io.atomic_write(out_dir / f"{F.table}.md", lambda f: f.write(report))
     write_csv(out_dir / f"{F.table}.csv", F.table, points)
     print(report)
+
+
+def sweep(table: str, configs: dict[tuple[str, int], Config], results_dir: Path) -> dict[tuple[str, int], dict]:
+    """Every grid point in turn. SIGTERM/SIGINT stop the whole sweep, whether they arrive during a point
+    (which saves its checkpoint) or between points: one line on stderr, exit code 128+signal, and no
+    table is written, so a part-trained point is never published. The same command resumes."""
+    points = {}
+    with StopSignal() as stop:
+        for key, config in configs.items():
+            if stop.received is None:
+                points[key] = run_point(table, config, point_dir(results_dir, table, config))
+                if points[key].get("stopped_by"):
+                    stop.received = signal.Signals[points[key]["stopped_by"]].value
+            if stop.received is not None:
+                name = signal.Signals(stop.received).name
+                finished = sum(not p.get("stopped_by") and "busy" not in p for p in points.values())
+                print(
+                    f"error: {name} received: the sweep stopped with {finished} of {len(configs)} grid points done; "
+                    f"{table}.md was not written; rerun the same command to resume",
+                    file=sys.stderr,
+                )
+                sys.exit(128 + stop.received)
+    return points
 
 
 def check_grid(table: str, configs: dict[tuple[str, int], Config], results_dir: str) -> Path:

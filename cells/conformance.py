@@ -44,6 +44,7 @@ from experiments.model import SequenceModel
 RTOL, ATOL = 1e-5, 1e-6
 # (low, high) of the sizes the checks run at: small inputs are the point, and a huge width would only hang
 SIZE_BOUNDS = {"hidden_size": (1, 4096), "input_size": (1, 4096), "batch": (1, 1024), "seq_len": (2, 1000)}
+MAX_ELEMENTS = 2**24  # batch x seq_len x (hidden_size + input_size): the gradient check keeps every step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -305,11 +306,20 @@ def check_cell(
 
 
 def check_sizes(**sizes: int) -> None:
-    """ConfigError naming the flag unless every size is an integer within SIZE_BOUNDS."""
+    """ConfigError naming the flag unless every size is an integer within SIZE_BOUNDS (and, given all four,
+    their product within MAX_ELEMENTS)."""
     for name, value in sizes.items():
         low, high = SIZE_BOUNDS[name]
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise ConfigError(f"--{name}={value!r}: must be an integer in [{low}, {high}]")
+    if {"batch", "seq_len", "hidden_size", "input_size"} <= sizes.keys():
+        n = sizes["batch"] * sizes["seq_len"] * (sizes["hidden_size"] + sizes["input_size"])
+        if n > MAX_ELEMENTS:
+            raise ConfigError(
+                f"--batch={sizes['batch']} x --seq_len={sizes['seq_len']} x (--hidden_size={sizes['hidden_size']} + "
+                f"--input_size={sizes['input_size']}) = {n}: must be at most {MAX_ELEMENTS} (the checks keep every "
+                "step of the batch in memory); lower one of them"
+            )
 
 
 def main(argv: list[str]) -> int:

@@ -1,21 +1,58 @@
 """Checkpoints of the whole train state with orbax (written to a temp dir, then renamed)."""
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging as absl_logging
+
+from experiments import io
+from experiments.config import ConfigError
+
+UNREADABLE = "checkpoints_unreadable"  # where unreadable checkpoints are moved once an older one restored
 
 
 class _QuietOrbax(logging.Filter):
-    """Orbax logs several INFO lines per save through absl; keep its warnings only."""
+    """Orbax logs several INFO lines per save through absl: keep its warnings only. A full disk it
+    logs as an error with a traceback from each of its writer threads: drop those, the failure is
+    raised to the caller and reported once (`experiments.flags.run`: one line)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING or "orbax" not in record.pathname
+        if "orbax" not in record.pathname:
+            return True
+        disk_full = any(m in record.getMessage() for m in io.DISK_FULL_MESSAGES)
+        return record.levelno >= logging.WARNING and not disk_full and not io.disk_full(_exception(record))
+
+
+def _exception(record: logging.LogRecord) -> BaseException | None:
+    return record.exc_info[1] if isinstance(record.exc_info, tuple) else None
 
 
 logging.getLogger("absl").addFilter(_QuietOrbax())
+_unraisable_hook = sys.unraisablehook
+
+
+def _quiet_closed_loop(unraisable: Any) -> None:
+    """When a restore fails (a damaged file), tensorstore's reads still in flight report back to the
+    asyncio loop orbax has already closed, each printing a `RuntimeError: Event loop is closed`
+    traceback from a background thread; the failure itself is reported once, by `restore_latest`."""
+    if unraisable.exc_type is RuntimeError and str(unraisable.exc_value) == "Event loop is closed":
+        return
+    _unraisable_hook(unraisable)
+
+
+sys.unraisablehook = _quiet_closed_loop
+
+
+def saved_steps(workdir: str | Path) -> list[int]:
+    """Steps of the checkpoint folders under `workdir`/checkpoints (readable or not), without orbax."""
+    folder = Path(workdir) / "checkpoints"
+    if not folder.is_dir():
+        return []
+    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit() and p.is_dir())
 
 
 class Checkpoints:
@@ -23,7 +60,8 @@ class Checkpoints:
 
     def __init__(self, workdir: str | Path):
         options = ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False)
-        self._manager = ocp.CheckpointManager(Path(workdir).absolute() / "checkpoints", options=options)
+        self._workdir = Path(workdir).absolute()
+        self._manager = ocp.CheckpointManager(self._workdir / "checkpoints", options=options)
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -38,6 +76,50 @@ class Checkpoints:
         """Restore `step` into the structure, shapes and dtypes of `like`."""
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
         return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+    def restore_latest(self, like: Any, flag: str = "workdir", quarantine: bool = True) -> tuple[int, Any] | None:
+        """The newest checkpoint that restores, as (step, state); None when there is no checkpoint.
+
+        One that fails (a truncated or emptied file, a deleted folder) gets one warning line and
+        the next older one is tried. With `quarantine`, once an older one restored, the unreadable
+        newer ones are moved to `<workdir>/checkpoints_unreadable/` (kept for inspection; training
+        then saves those steps afresh). None restoring is a ConfigError naming `--flag`: nothing
+        is moved, and nothing trains from step 0 over a run that exists.
+        """
+        unreadable = []
+        for step in sorted(self._manager.all_steps(), reverse=True):
+            try:
+                state = self.restore(step, like)
+            except Exception as e:  # noqa: BLE001 - orbax and tensorstore raise many kinds
+                reason = " ".join(f"{type(e).__name__}: {e}".split())
+                absl_logging.warning(
+                    "checkpoint %d of %s does not restore (%s); trying an older one",
+                    step, self._workdir, reason[:200] + ("..." if len(reason) > 200 else ""),
+                )  # fmt: skip
+                unreadable.append(step)
+                continue
+            if unreadable and quarantine:
+                self._quarantine(unreadable)
+            return step, state
+        if unreadable:
+            steps = ", ".join(map(str, unreadable))
+            remedy = f"; move {self._workdir / 'checkpoints'} away to train from step 0, or use a new --{flag}"
+            raise ConfigError(
+                f"--{flag}={self._workdir}: no checkpoint restores (steps {steps} are damaged)"
+                + (remedy if flag == "workdir" else "")
+            )
+        return None
+
+    def _quarantine(self, steps: list[int]) -> None:
+        target = self._workdir / UNREADABLE
+        target.mkdir(exist_ok=True)
+        for step in steps:
+            dest, n = target / str(step), 1
+            while dest.exists():
+                dest, n = target / f"{step}.{n}", n + 1
+            (self._workdir / "checkpoints" / str(step)).rename(dest)
+            absl_logging.warning("moved the unreadable checkpoint %d to %s", step, dest)
+        self._manager.reload()
 
     def close(self) -> None:
         self._manager.close()

@@ -9,6 +9,7 @@ from typing import Any
 
 from absl import app, flags
 
+from experiments import io
 from experiments.config import Config, ConfigError
 
 FLAGS = flags.FLAGS
@@ -51,9 +52,9 @@ def _flag_error(e: Exception) -> str:
     return message.removeprefix("flag ")
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = 2) -> None:
     print(f"error: {' '.join(message.split())}", file=sys.stderr)  # one line, however the message was wrapped
-    sys.exit(2)
+    sys.exit(code)
 
 
 def run(main: Callable[[list[str]], Any], positional: str | None = None) -> None:
@@ -62,7 +63,7 @@ def run(main: Callable[[list[str]], Any], positional: str | None = None) -> None
     The one path every entry point parses its flags through: absl's parse errors, stray
     positional arguments (unless `positional` names what they are) and any ConfigError raised
     by `main` become `error: --flag...: ...` on stderr, exit code 2. `main`'s return value is
-    the exit code (None = 0).
+    the exit code (None = 0). A full disk (or quota) is one line too, exit code 1.
     """
 
     def guarded(argv: list[str]) -> Any:
@@ -72,6 +73,12 @@ def run(main: Callable[[list[str]], Any], positional: str | None = None) -> None
             return main(argv)
         except ConfigError as e:
             _fail(str(e))
+        except Exception as e:
+            if not io.disk_full(e):
+                raise
+            where = f" under {e.filename}" if isinstance(e, OSError) and e.filename else ""
+            _fail(f"no space left on device{where}; what was written before is intact: free some space and rerun "
+                  "the same command (a training run resumes from its last checkpoint)", code=1)  # fmt: skip
 
     logging.getLogger("jax").setLevel(logging.WARNING)  # no "Unable to initialize backend 'tpu'"
     app.run(guarded, flags_parser=_parse)

@@ -112,15 +112,17 @@ def load_params(spec: Spec) -> tuple[Any, int]:
     exp = Experiment(spec.config)
     seeds = jnp.arange(spec.config.seed, spec.config.seed + spec.config.num_seeds)
     if spec.source == "init":
-        return jax.jit(jax.vmap(exp.init_state))(seeds).params, 0
+        return exp.compiled_init()(seeds).params, 0
     from experiments.checkpoint import Checkpoints
 
     checkpoints = Checkpoints(spec.source)
-    try:
-        step = checkpoints.latest_step()
-        state = checkpoints.restore(step, jax.eval_shape(jax.vmap(exp.init_state), seeds))
+    try:  # the newest checkpoint that restores (a damaged one: one warning line, then the one before)
+        restored = checkpoints.restore_latest(jax.eval_shape(exp.init_states, seeds), "from_workdirs", quarantine=False)
     finally:
         checkpoints.close()
+    if restored is None:
+        raise ConfigError(f"--from_workdirs: {spec.source} has no checkpoint (not trained yet?)")
+    step, state = restored
     return state.params, int(step)
 
 

@@ -1,5 +1,6 @@
 """Files of a run: atomic writes (temp file + rename) and a kill-safe JSON-lines log."""
 
+import errno
 import json
 import os
 import tempfile
@@ -60,6 +61,31 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 def write_jsonl(path: str | Path, records: list[dict[str, Any]]) -> None:
     """Replace the whole file atomically."""
     atomic_write(path, lambda f: f.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in records)))
+
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+DISK_FULL_MESSAGES = ("No space left on device", "Disk quota exceeded")
+
+
+class DiskFullError(OSError):
+    """A write under `where` failed for lack of space (or quota); what was written before is intact."""
+
+    def __init__(self, where: str | Path):
+        super().__init__(errno.ENOSPC, "no space left on device", str(where))
+
+
+def disk_full(e: BaseException | None) -> bool:
+    """Whether `e`, or an exception it was raised from, is a full disk or quota. orbax and tensorstore
+    wrap the OSError in their own exceptions, sometimes keeping only its message."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in DISK_FULL_ERRNOS:
+            return True
+        if any(m in str(e) for m in DISK_FULL_MESSAGES):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def _to_builtin(x: Any) -> Any:

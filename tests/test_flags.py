@@ -92,6 +92,8 @@ def test_conformance_refuses_sizes_it_cannot_test_with():
     for sizes in [dict(hidden_size=0), dict(hidden_size=10**6), dict(input_size=0), dict(batch=-1), dict(seq_len=1)]:
         with pytest.raises(ConfigError, match=f"^--{next(iter(sizes))}="):
             check_cell("rnn", **sizes)
+    with pytest.raises(ConfigError, match=r"^--batch=1024 x --seq_len=1000 x \(--hidden_size=4096 \+ --input_size=3\)"):
+        check_cell("lstm", hidden_size=4096, batch=1024, seq_len=1000)  # each in bounds, together 50 GB
 
 
 @pytest.fixture

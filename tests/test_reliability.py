@@ -165,7 +165,7 @@ def test_unwritable_workdir(tmp_path):
 
 def test_a_diverged_seed_is_frozen_while_the_others_train():
     exp = Experiment(SMALL.replace(num_seeds=2))
-    state = jax.vmap(exp.init_state)(jnp.arange(2))
+    state = exp.compiled_init()(jnp.arange(2))
     poisoned = jax.tree.map(lambda p: p.at[1].set(jnp.nan), state.params)  # seed 1 produces NaN
     state = state._replace(params=poisoned)
     step = jax.jit(jax.vmap(exp.train_step))

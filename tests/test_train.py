@@ -25,7 +25,7 @@ def final_params(workdir, config):
     from experiments.checkpoint import Checkpoints
 
     exp = Experiment(config)
-    like = jax.vmap(exp.init_state)(jnp.arange(config.seed, config.seed + config.num_seeds))
+    like = exp.init_states(jnp.arange(config.seed, config.seed + config.num_seeds))
     ckpt = Checkpoints(workdir)
     state = ckpt.restore(ckpt.latest_step(), like)
     ckpt.close()
@@ -171,7 +171,7 @@ def test_cli_bad_flag_is_one_line_without_traceback(tmp_path):
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="a CPU property: GPU programs may differ in rounding")
 def test_vmap_in_chunks_is_bit_identical_to_vmap():
     exp = Experiment(TINY.replace(num_seeds=5))
-    state = jax.vmap(exp.init_state)(jnp.arange(5))
+    state = exp.compiled_init()(jnp.arange(5))
     plain = jax.jit(jax.vmap(exp.train_step))(state)
     chunked = jax.jit(vmap_in_chunks(exp.train_step, 2))(state)  # 2 chunks of 2, then 1 left over
     assert all(jax.tree.leaves(jax.tree.map(np.array_equal, plain, chunked)))

@@ -1,0 +1,64 @@
+"""One process per workdir: an OS file lock on `<workdir>/.lock`, held for the whole run.
+
+    with workdir_lock(workdir):
+        ...  # train, write outputs
+
+`fcntl.flock` on an open file: the kernel releases it when the file is closed, which happens
+when the process exits however it exits (return, exception, SIGKILL, OOM kill), so a dead
+process never leaves a stale lock behind. The file itself stays (it holds the last owner's
+pid, for the message); its presence means nothing. A second process that asks for a held lock
+gets `WorkdirLockedError` at once (no waiting). Works on local filesystems; on NFS, flock is
+emulated with fcntl byte-range locks by Linux >= 2.6.12, which a cluster launcher can rely on
+only where the NFS server supports locking.
+"""
+
+import contextlib
+import errno
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from experiments.config import ConfigError
+
+LOCK_NAME = ".lock"
+
+
+class WorkdirLockedError(ConfigError):
+    """The workdir is being used by another process (one line naming it and the other pid)."""
+
+    def __init__(self, workdir: Path, pid: int | None, flag: str = "workdir"):
+        self.workdir, self.pid = workdir, pid
+        super().__init__(f"--{flag}={workdir}: is being trained by another process (pid {pid or 'unknown'})")
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir: str | os.PathLike, flag: str = "workdir") -> Iterator[None]:
+    """Hold the exclusive lock of `workdir` (an existing folder) for the body; `WorkdirLockedError` if
+    another process (or another open of the same lock in this process) holds it."""
+    path = Path(workdir) / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    except OSError as e:
+        raise ConfigError(f"--{flag}={workdir}: cannot open its lock file {path} ({e.strerror})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            raise WorkdirLockedError(Path(workdir), _owner(fd), flag) from None
+        with contextlib.suppress(OSError):  # the pid is for the message only (a full disk may refuse it)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _owner(fd: int) -> int | None:
+    """The pid the holder wrote (None while it has not yet written it)."""
+    try:
+        return int(os.pread(fd, 32, 0).decode().strip())
+    except (OSError, ValueError):
+        return None
