@@ -15,10 +15,12 @@ Measurements behind the choices (`python -m benchmarks.speed`, ratios side by si
   32 MiB mmap threshold it is mapped afresh on every call (~15,000 page faults per step at 4 LSTM
   seeds, 0.6x as fast as sequential seeds). Seeds are vmapped in chunks keeping under
   `CPU_SEED_CHUNK_BYTES` of residuals, looped with `lax.map` (bit-identical to one vmap).
-- GPU (H100/H200): one vmap over all of a device's seeds is 16.5x (32 seeds) and 29x (256 seeds)
-  the throughput of one seed; chunking serialises them, so a GPU chunks only when the seeds'
-  residuals would not fit in `GPU_MEMORY_FRACTION` of its memory. The fused kernel and scan unroll
-  `GPU_UNROLL` are the GPU defaults (see the README's GPU table for the measured ratios).
+- GPU (H200, `benchmarks/results/speed/gpu_h200*.md`): the fused kernel was 1.3-1.8x as fast as the
+  step scan for rnn, lstm and gru at B=50 T=100/1000 H=128 and B=128 T=520 H=256; lstm at T=1000 with
+  scan unroll 1, 4, 8, 16: 30.8, 17.7, 15.3, 14.5 ms, so `GPU_UNROLL` is 8 (16 gains 6% for a larger
+  program). One vmap over 8 and 32 seeds gave 3.8x and 7.9x the seed-steps/s of one seed, where the
+  same seeds one after another gave 1.0x; chunking serialises seeds, so a GPU chunks only when the
+  seeds' residuals would not fit in `GPU_MEMORY_FRACTION` of its memory.
 """
 
 PATHS = ("auto", "sequence", "step")
