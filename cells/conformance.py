@@ -26,6 +26,10 @@ Checks (each one catches its own exceptions and reports them as a one-line failu
 - ``determinism``: same rng gives identical params, carries and outputs; a different rng
   gives different params.
 - ``scan``: `SequenceModel.unroll` (jax.lax.scan) matches a Python loop over the steps.
+- ``sequence``: a cell with the optional whole-sequence method `sequence(carry, xs, perturbations,
+  unroll)` gives the step scan's outputs, final carry and gradients (w.r.t. parameters, inputs,
+  initial carry and carry perturbations) through `SequenceModel(path="sequence")`; a cell without
+  one passes (the model scans its step).
 """
 
 import dataclasses
@@ -42,6 +46,7 @@ from experiments.config import ConfigError
 from experiments.model import SequenceModel
 
 RTOL, ATOL = 1e-5, 1e-6
+GRAD_RTOL, GRAD_ATOL = 1e-4, 1e-5  # gradients of two float32 programs: summation orders differ over T steps
 # (low, high) of the sizes the checks run at: small inputs are the point, and a huge width would only hang
 SIZE_BOUNDS = {"hidden_size": (1, 4096), "input_size": (1, 4096), "batch": (1, 1024), "seq_len": (2, 1000)}
 MAX_ELEMENTS = 2**24  # batch x seq_len x (hidden_size + input_size): the gradient check keeps every step
@@ -78,14 +83,14 @@ def _path(path: tuple) -> str:
     return jax.tree_util.keystr(path) or "<root>"
 
 
-def _compare(name: str, got: Any, want: Any, exact: bool = False) -> None:
+def _compare(name: str, got: Any, want: Any, exact: bool = False, rtol: float = RTOL, atol: float = ATOL) -> None:
     """Fail unless two pytrees have the same structure and (near-)equal leaves."""
     got_def, want_def = jax.tree.structure(got), jax.tree.structure(want)
     _require(got_def == want_def, f"{name}: tree structure {got_def} != {want_def}")
     for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(want), strict=True):
         a, b = np.asarray(a), np.asarray(b)
         _require(a.shape == b.shape, f"{name}{_path(path)}: shape {a.shape} != {b.shape}")
-        same = np.array_equal(a, b) if exact else np.allclose(a, b, rtol=RTOL, atol=ATOL)
+        same = np.array_equal(a, b) if exact else np.allclose(a, b, rtol=rtol, atol=atol)
         if not same:
             diff = np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))) if a.size else 0.0
             raise CheckError(f"{name}{_path(path)} differs (max abs diff {diff:.3g})")
@@ -259,6 +264,42 @@ def check_scan(h: _Harness) -> str:
     return f"unroll over T={h.T} == Python loop; outputs {tuple(ys.shape)}"
 
 
+def check_sequence(h: _Harness) -> str:
+    seq = SequenceModel(h.cell, num_outputs=2, path="sequence")
+    if not seq.uses_sequence:
+        h.step0()  # the sequence path is the step scan, which must run
+        return "no sequence method: SequenceModel scans the step"
+    step = dataclasses.replace(seq, path="step")
+    keys = iter(jax.random.split(jax.random.PRNGKey(6), 64))
+    noise = lambda shape, dtype, scale=1.0: (scale * jax.random.normal(next(keys), shape)).astype(dtype)  # noqa: E731
+    carry = jax.tree.map(lambda c: noise(c.shape, c.dtype, 0.5), h.carry0())
+    eps = jax.tree.map(lambda c: noise((h.T,) + c.shape, c.dtype, 0.1), h.carry0())
+    carry_T, ys = jax.eval_shape(lambda: step.unroll({"cell": h.params()}, h.inputs, eps, carry))
+    cot = (jax.tree.map(lambda c: noise(c.shape, c.dtype), carry_T), noise(ys.shape, ys.dtype))
+
+    def outputs_and_grads(model: SequenceModel) -> Any:
+        def loss(params: Any, inputs: jax.Array, carry: Any, eps: Any) -> tuple[jax.Array, Any]:
+            out = model.unroll({"cell": params}, inputs, eps, carry)
+            total = sum(
+                jnp.sum(jnp.real(o * w)) for o, w in zip(jax.tree.leaves(out), jax.tree.leaves(cot), strict=True)
+            )
+            return total, out
+
+        run = jax.value_and_grad(loss, argnums=(0, 1, 2, 3), has_aux=True)
+        (_, out), grads = jax.jit(run)(h.params(), h.inputs, carry, eps)
+        return out, grads
+
+    (seq_carry, seq_ys), seq_grads = outputs_and_grads(seq)
+    (step_carry, step_ys), step_grads = outputs_and_grads(step)
+    _compare("sequence outputs", seq_ys, step_ys)
+    _compare("sequence final carry", seq_carry, step_carry)
+    for name, got, want in zip(
+        ("params", "inputs", "initial carry", "perturbations"), seq_grads, step_grads, strict=True
+    ):
+        _compare(f"sequence d loss / d {name}", got, want, rtol=GRAD_RTOL, atol=GRAD_ATOL)
+    return f"sequence path == step scan over T={h.T}: outputs, final carry, gradients"
+
+
 CHECKS: tuple[tuple[str, Callable[[_Harness], str]], ...] = (
     ("carry_init", check_carry_init),
     ("carry_contract", check_carry_contract),
@@ -269,6 +310,7 @@ CHECKS: tuple[tuple[str, Callable[[_Harness], str]], ...] = (
     ("vmap", check_vmap),
     ("determinism", check_determinism),
     ("scan", check_scan),
+    ("sequence", check_sequence),
 )
 
 

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from cells.base import AffineCell
-from cells.initializers import RECURRENT_INITS, check_choice, recurrent_init
+from cells.initializers import RECURRENT_INITS, check_choice, check_chrono, chrono_bias, recurrent_init
 
 
 class GRUCell(AffineCell):
@@ -24,14 +24,22 @@ class GRUCell(AffineCell):
     zeros. Carry: h, zeros at initialisation. Cho et al. and Haiku apply the reset gate
     before the matmul, tanh(a_n + (r * h) U_n); this cell does not.
 
+    ``chrono_tmax=T_max`` (> 0; default 0 = off) is the chrono initialisation (Tallec & Ollivier
+    2018) mapped to this convention: z gates the old state here, as the LSTM's forget gate does,
+    so the z block of b starts at +log(u), u ~ U[1, T_max - 1] (1 - z = 1/(1 + u), forgetting
+    times over [2, T_max]); written with z gating the candidate, as Chung et al. 2014 do, the
+    same init is -log(u). r, n and b_hn stay zero; one bias only (b; b_hn feeds n).
+
     The step and the fused whole-sequence method (``sequence``) share ``pointwise``; there the
     recurrent projection is h U + [0, 0, b_hn].
     """
 
     recurrent_init: str = "orthogonal"
+    chrono_tmax: float = 0.0
 
     def __post_init__(self) -> None:
         check_choice("recurrent_init", self.recurrent_init, RECURRENT_INITS)
+        check_chrono(self.chrono_tmax)
         super().__post_init__()
 
     @nn.compact
@@ -39,7 +47,8 @@ class GRUCell(AffineCell):
         H = self.hidden_size
         W = self.param("input_kernel", nn.initializers.lecun_normal(), (x.shape[-1], 3 * H))
         U = self.param("recurrent_kernel", recurrent_init(self.recurrent_init, 3), (H, 3 * H))
-        b = self.param("bias", nn.initializers.zeros_init(), (3 * H,))
+        bias_init = chrono_bias(self.chrono_tmax, 3, keep_block=1) if self.chrono_tmax else nn.initializers.zeros_init()
+        b = self.param("bias", bias_init, (3 * H,))
         b_hn = self.param("recurrent_bias", nn.initializers.zeros_init(), (H,))
         return self.pointwise(x @ W + b, carry @ U + _pad(b_hn), carry)
 

@@ -45,3 +45,40 @@ def recurrent_init(name: str, num_blocks: int = 1) -> Initializer:
         return jnp.concatenate([block_init(k, (rows, rows), dtype) for k in keys], axis=1)
 
     return init
+
+
+def symmetric_uniform(limit: float) -> Initializer:
+    """U[-limit, limit] (flax's `uniform(scale)` is U[0, scale)); PyTorch's nn.Linear uses limit 1/sqrt(fan_in)."""
+
+    def init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+        return jax.random.uniform(key, shape, dtype, -limit, limit)
+
+    return init
+
+
+def check_chrono(t_max: float) -> None:
+    """Raise a one-line ValueError unless `t_max` is 0 (chrono off) or at least 2."""
+    if not (t_max == 0 or t_max >= 2):
+        raise ValueError(f"chrono_tmax must be 0 (off) or at least 2; got {t_max!r}")
+
+
+def chrono_bias(t_max: float, num_blocks: int, keep_block: int, write_block: int | None = None) -> Initializer:
+    """Chrono initialisation (Tallec & Ollivier 2018) of a fused (num_blocks * H,) gate bias.
+
+    The block of the gate that keeps the old state gets log(u), u ~ U[1, t_max - 1], so that
+    sigmoid(bias) = 1 - 1/(1 + u): characteristic forgetting times 1 + u spread over [2, t_max].
+    The block of the gate that writes new content, if any (`write_block`), gets -log(u): its gate
+    starts at 1/(1 + u), the complement. Every other block is zero. One bias per gate: no second
+    (recurrent) bias is written, so the effective bias is not doubled.
+    """
+
+    def init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+        (size,) = shape
+        H = size // num_blocks
+        log_u = jnp.log(jax.random.uniform(key, (H,), dtype, 1.0, t_max - 1.0))
+        bias = jnp.zeros(shape, dtype).at[keep_block * H : (keep_block + 1) * H].set(log_u)
+        if write_block is not None:
+            bias = bias.at[write_block * H : (write_block + 1) * H].set(-log_u)
+        return bias
+
+    return init

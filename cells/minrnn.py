@@ -1,0 +1,111 @@
+r"""minGRU and minLSTM (Feng, Tung, Ahmed, Bengio & Hajimirsadeghi 2024, "Were RNNs All We Needed?").
+
+Gates that read only the input make the recurrence linear in h, h' = a(x) * h + b(x), so a
+whole sequence is one parallel scan. These are the paper's log-space variants: the candidate
+goes through g, a positive map (g(v) = v + 1/2 for v >= 0, sigmoid(v) below; continuous at 0),
+and the gate coefficients are computed as exponentials of log-space quantities,
+log(1 - sigmoid(k)) = -softplus(k), log sigmoid(k) = -softplus(-k), which stay accurate where a
+gate saturates (1 - sigmoid(k) would cancel).
+
+The whole-sequence method scans the pairs (a_t, b_t) with `jax.lax.associative_scan` (`cells.scan`),
+not the paper's log-space scan (cumulative sum of log a plus a logcumsumexp): the pair scan never
+divides by a cumulative product, so it needs no log space to stay finite, and it also takes a zero
+or signed carry (the initial zeros, the diagnostics' perturbations), which log h cannot. The two
+compute the same recurrence; tests check the scan against the step in float64 to 1e-10.
+"""
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from cells.base import Cell
+from cells.scan import linear_recurrence
+
+
+def g(v: jax.Array) -> jax.Array:
+    """The paper's positive map: v + 1/2 for v >= 0, sigmoid(v) for v < 0."""
+    return jnp.where(v >= 0, v + 0.5, jax.nn.sigmoid(v))
+
+
+class _MinRNN(Cell):
+    """Shared body: an input projection into `num_blocks` blocks, coefficients, a linear recurrence."""
+
+    num_blocks = 2
+
+    @nn.nowrap
+    def coefficients(self, a_x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(a, b) of h' = a * h + b from the input projection x W + b."""
+        raise NotImplementedError
+
+    @nn.compact
+    def __call__(self, carry: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        G = self.num_blocks * self.hidden_size
+        W = self.param("input_kernel", nn.initializers.lecun_normal(), (x.shape[-1], G))
+        bias = self.param("bias", nn.initializers.zeros_init(), (G,))
+        a, b = self.coefficients(x @ W + bias)
+        h = a * carry + b
+        return h, h
+
+    def sequence(self, carry: jax.Array, xs: jax.Array, perturbations: jax.Array | None = None, unroll: int = 1):
+        """All T steps by one associative scan: xs (T, ..., I) -> (final h, ys (T, ..., H)).
+
+        Needs bound parameters (created by the step at init). `perturbations` (T, ..., H) is added
+        to the carry entering each step, as in `experiments.model`; `unroll` is unused (no loop).
+        """
+        del unroll
+        p = self.variables["params"]
+        a, b = self.coefficients(xs @ p["input_kernel"] + p["bias"])
+        hs = linear_recurrence(a, b, carry, perturbations)
+        return hs[-1], hs
+
+
+class MinGRUCell(_MinRNN):
+    r"""minGRU, log-space variant (Feng et al. 2024).
+
+    Equations, for input x (..., I) and carry h (..., H)::
+
+        [k, v] = x W + b                    (block order z, h~)
+        z = sigmoid(k)      h~ = g(v)       (g: positive map, v + 1/2 for v >= 0, else sigmoid(v))
+        h' = (1 - z) * h + z * h~           y = h'
+
+    computed as a = exp(-softplus(k)) = 1 - z and b = exp(-softplus(-k)) * g(v) = z * h~.
+
+    Parameters: ``input_kernel`` W (I, 2H), lecun-normal; ``bias`` b (2H,), zeros (the paper's code
+    uses PyTorch's default linear init; the paper states none). Carry: h, zeros at init. No
+    output projection (the paper's models add one around the cell). ``sequence``: one associative
+    scan over time (see the module docstring).
+    """
+
+    num_blocks = 2
+
+    @nn.nowrap
+    def coefficients(self, a_x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        k, v = jnp.split(a_x, 2, axis=-1)
+        return jnp.exp(-jax.nn.softplus(k)), jnp.exp(-jax.nn.softplus(-k)) * g(v)
+
+
+class MinLSTMCell(_MinRNN):
+    r"""minLSTM, log-space variant with normalised gates (Feng et al. 2024).
+
+    Equations, for input x (..., I) and carry h (..., H)::
+
+        [k_f, k_i, v] = x W + b             (block order f, i, h~)
+        f = sigmoid(k_f)    i = sigmoid(k_i)    h~ = g(v)
+        f' = f / (f + i)    i' = i / (f + i)                (time-independent scale of h)
+        h' = f' * h + i' * h~               y = h'
+
+    computed in log space: d = softplus(-k_f) - softplus(-k_i) (= log i - log f), so
+    f' = exp(-softplus(d)) and i' = exp(-softplus(-d)).
+
+    Parameters: ``input_kernel`` W (I, 3H), lecun-normal; ``bias`` b (3H,), zeros (the paper's
+    ``forget_bias_init_scale`` option is not provided). Carry: h, zeros at init. ``sequence``: one
+    associative scan over time (see the module docstring).
+    """
+
+    num_blocks = 3
+
+    @nn.nowrap
+    def coefficients(self, a_x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        k_f, k_i, v = jnp.split(a_x, 3, axis=-1)
+        d = jax.nn.softplus(-k_f) - jax.nn.softplus(-k_i)
+        return jnp.exp(-jax.nn.softplus(d)), jnp.exp(-jax.nn.softplus(-d)) * g(v)
