@@ -8,6 +8,8 @@ table (final held-out metric, baseline, ratio, solved, steps/s) and writes
 `<workdir>/comparison.md` and `<workdir>/learning_curves.png`.
 """
 
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from experiments import io
 from experiments.config import Config, ConfigError, check_workdir, validate_cells
 from experiments.flags import FLAGS, config_from_flags, define_config_flags, list_flag, run
 from experiments.report import fmt, markdown_table, mean_std
-from experiments.train import check_resumable, train_and_evaluate
+from experiments.train import StopSignal, check_resumable, train_and_evaluate
 
 DEFAULTS = Config(task="adding", seq_len=100, hidden_size=64, batch_size=50, steps=2000, eval_every=100)
 
@@ -31,7 +33,14 @@ def compare(config: Config, cells: list[str], workdir: str | Path) -> str:
     workdir = check_workdir(workdir)
     for cell, c in configs.items():
         check_resumable(c, check_workdir(workdir / _dirname(cell)))
-    results = {cell: train_and_evaluate(c, workdir / _dirname(cell)) for cell, c in configs.items()}
+    results = {}
+    with StopSignal() as stop:  # a signal stops every cell, not just the one training (then no table)
+        for cell, c in configs.items():
+            results[cell] = train_and_evaluate(c, workdir / _dirname(cell))
+            if name := results[cell]["stopped_by"] or (stop.received and signal.Signals(stop.received).name):
+                print(f"error: {name} received: stopped at cell {cell}; comparison.md was not written; rerun the "
+                      "same command to resume", file=sys.stderr)  # fmt: skip
+                sys.exit(128 + signal.Signals[name].value)
     table = comparison_table(results)
     io.atomic_write(workdir / "comparison.md", lambda f: f.write(table + "\n"))
     first = next(iter(results.values()))

@@ -43,10 +43,10 @@ def test_signal_in_process_saves_and_resume_is_bit_identical(uninterrupted, tmp_
     workdir, expected = uninterrupted
     log = train._log
 
-    def log_then_signal(exp, wd, step, *args):
+    def log_then_signal(exp, wd, step, *args, **kwargs):
         if step == 250:  # a logging step that is not a checkpoint step
             os.kill(os.getpid(), signal.SIGTERM)
-        return log(exp, wd, step, *args)
+        return log(exp, wd, step, *args, **kwargs)
 
     monkeypatch.setattr(train, "_log", log_then_signal)
     stopped = train_and_evaluate(RUN, tmp_path)
