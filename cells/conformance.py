@@ -274,7 +274,8 @@ def check_sequence(h: _Harness) -> str:
     noise = lambda shape, dtype, scale=1.0: (scale * jax.random.normal(next(keys), shape)).astype(dtype)  # noqa: E731
     carry = jax.tree.map(lambda c: noise(c.shape, c.dtype, 0.5), h.carry0())
     eps = jax.tree.map(lambda c: noise((h.T,) + c.shape, c.dtype, 0.1), h.carry0())
-    carry_T, ys = jax.eval_shape(lambda: step.unroll({"cell": h.params()}, h.inputs, eps, carry))
+    params = h.params()  # outside eval_shape: the harness caches it
+    carry_T, ys = jax.eval_shape(lambda: step.unroll({"cell": params}, h.inputs, eps, carry))
     cot = (jax.tree.map(lambda c: noise(c.shape, c.dtype), carry_T), noise(ys.shape, ys.dtype))
 
     def outputs_and_grads(model: SequenceModel) -> Any:
@@ -286,7 +287,7 @@ def check_sequence(h: _Harness) -> str:
             return total, out
 
         run = jax.value_and_grad(loss, argnums=(0, 1, 2, 3), has_aux=True)
-        (_, out), grads = jax.jit(run)(h.params(), h.inputs, carry, eps)
+        (_, out), grads = jax.jit(run)(params, h.inputs, carry, eps)
         return out, grads
 
     (seq_carry, seq_ys), seq_grads = outputs_and_grads(seq)

@@ -33,6 +33,13 @@ class CoRNNCell(Cell):
 
     carry_names = ("y", "z")  # the carry's leaves, as the gradient diagnostics report them
 
+    def __post_init__(self) -> None:
+        if not (self.dt > 0 and self.gamma >= 0 and self.epsilon >= 0):
+            raise ValueError(
+                f"need dt > 0, gamma >= 0, epsilon >= 0; got {self.dt!r}, {self.gamma!r}, {self.epsilon!r}"
+            )
+        super().__post_init__()
+
     @nn.compact
     def __call__(self, carry: tuple[jax.Array, jax.Array], x: jax.Array):
         H, (y, z) = self.hidden_size, carry

@@ -32,6 +32,11 @@ class LEMCell(Cell):
 
     carry_names = ("y", "z")  # the carry's leaves, as the gradient diagnostics report them
 
+    def __post_init__(self) -> None:
+        if not self.dt > 0:
+            raise ValueError(f"dt must be > 0; got {self.dt!r}")
+        super().__post_init__()
+
     @nn.compact
     def __call__(self, carry: tuple[jax.Array, jax.Array], x: jax.Array):
         H, (y, z) = self.hidden_size, carry
