@@ -56,6 +56,14 @@ class StackedCell(nn.RNNCellBase):
         return 1
 
     @property
+    def sequence_backends(self) -> tuple[str, ...] | None:
+        """Where the stack runs whole sequences by default: wherever one of its layers prefers it."""
+        preferred = [getattr(layer, "sequence_backends", None) for layer in self.layers]
+        if all(p is None for p in preferred):
+            return None
+        return tuple({b for p in preferred for b in (p or ("gpu", "cuda", "rocm", "tpu"))})
+
+    @property
     def carry_names(self) -> tuple[str, ...]:
         shape = (1, 1)
         names = []

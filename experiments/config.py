@@ -60,6 +60,7 @@ class Config:
     matmul_precision: str = _field(
         "highest", "fp32 matmul precision: highest (reproducible fp32) or default (lets a GPU use TF32)."
     )
+    tensorboard: bool = _field(True, "Write TensorBoard event files beside metrics.jsonl: <workdir>/tb/seed_<s>/.")
 
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)
@@ -122,7 +123,7 @@ def make_model(config: Config, cell: Any, task: Task, backend: str | None = None
         task.num_outputs,
         task.readout,
         config.remat,
-        path=policy.sequence_path(backend, config.sequence_path),
+        path=policy.sequence_path(backend, config.sequence_path, getattr(cell, "sequence_backends", None)),
         scan_unroll=policy.scan_unroll(backend, config.unroll),
     )
 

@@ -11,6 +11,10 @@ Measurements behind the choices (`python -m benchmarks.speed`, ratios side by si
   as fast as autodiff of the step scan (lstm 0.75-0.8x, gru 0.7-0.85x, rnn 0.95-1.0x at B=128
   T=120 H=128, forward + backward), so CPU runs the step scan; scan unroll 2 and 4 were 0.74-0.96x
   as fast as unroll 1 on both paths, so CPU does not unroll.
+- CPU, 2 cores, shared: `lru`'s associative scan 23 ms vs 10 ms for its step scan, `mingru` 10 vs 10 ms
+  (H=64 T=200 B=16, forward + backward), so the parallel scans are GPU defaults too; `exprnn`'s
+  whole-sequence method (exp(A) once) was 8x as fast as its step (exp(A) at every step) and is
+  declared the faster path everywhere (`sequence_backends`).
 - CPU: a step vmapped over many seeds keeps one big buffer of backward residuals; past glibc's
   32 MiB mmap threshold it is mapped afresh on every call (~15,000 page faults per step at 4 LSTM
   seeds, 0.6x as fast as sequential seeds). Seeds are vmapped in chunks keeping under
@@ -31,11 +35,16 @@ GPU_UNROLL = 8
 ACCELERATORS = ("gpu", "cuda", "rocm", "tpu")
 
 
-def sequence_path(backend: str, requested: str = "auto") -> str:
-    """ "sequence" (the cell's whole-sequence method, when it has one) or "step" (scan of the step)."""
+def sequence_path(backend: str, requested: str = "auto", preferred: tuple[str, ...] | None = None) -> str:
+    """ "sequence" (the cell's whole-sequence method, when it has one) or "step" (scan of the step).
+
+    `preferred`: the backends where the cell declares its whole-sequence method the faster path
+    (its `sequence_backends` attribute, from its own measurements: exprnn computes exp(A) once per
+    sequence instead of once per step, so everywhere); None means the accelerators.
+    """
     if requested != "auto":
         return requested
-    return "sequence" if backend in ACCELERATORS else "step"
+    return "sequence" if backend in (ACCELERATORS if preferred is None else preferred) else "step"
 
 
 def scan_unroll(backend: str, requested: int = 0) -> int:

@@ -38,6 +38,23 @@ def test_policies_per_backend(backend):
         assert policy.seed_chunk(backend, 2**30, 256, device_memory=None) == 256
 
 
+def test_cells_declare_where_their_whole_sequence_method_wins():
+    """exprnn's sequence method computes exp(A) once: the default path on every backend, in a stack too."""
+    from cells import make_cell
+    from experiments.config import make_model
+    from tasks import make_task
+
+    task = make_task("adding", 10)
+    assert policy.sequence_path("cpu", "auto", ("cpu", "gpu")) == "sequence"
+    assert policy.sequence_path("gpu", "auto", ("cpu",)) == "step"
+    for cell, cpu_path in [("exprnn", "sequence"), ("lstm", "step"), ("lru", "step")]:
+        for layers in (1, 2):
+            model = make_model(Config(cell=cell, num_layers=layers), make_cell(cell, 8, num_layers=layers), task, "cpu")
+            assert model.path == cpu_path, (cell, layers)
+            gpu = make_model(Config(cell=cell, num_layers=layers), make_cell(cell, 8, num_layers=layers), task, "gpu")
+            assert gpu.path == "sequence"
+
+
 def test_num_devices_auto_and_explicit():
     assert num_devices(Config(num_seeds=8), 4) == 4
     assert num_devices(Config(num_seeds=6), 4) == 3
