@@ -49,6 +49,11 @@ class Config:
     checkpoint_every: int = _field(1000, "Save a checkpoint every this many steps (0 = only at the end).")
     diag_every: int = _field(0, "Measure gradient diagnostics every this many steps (0 = off).")
     remat: int = _field(0, "Recompute activations in chunks of this many steps on the backward pass (0 = off).")
+    lr_multipliers: str = _field(
+        "",
+        "Per-parameter learning rates: name=factor,... scales --learning_rate for the cell parameters of that "
+        "name (e.g. recurrent_skew=0.1 for exprnn's orthogonal parameter).",
+    )
     sequence_path: str = _field(
         "auto",
         "How the cell runs over time: sequence (its whole-sequence method when it has one: the fused kernel of "
@@ -170,7 +175,44 @@ def validate(config: Config, diagnostics_batch: int | None = None) -> None:
         raise ConfigError(f"--{flag}: {e}") from None
     model = make_model(config, cell, task)
     _check_cell_runs(config, model, task)
+    _check_lr_groups(config, model, task)
     _check_memory(config, model, task, diagnostics_batch)
+
+
+def lr_multipliers(text: str) -> dict[str, float]:
+    """`name=factor,...` -> {name: factor}; ConfigError unless every factor is a finite number > 0."""
+    out = {}
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        name, sep, value = (p.strip() for p in item.partition("="))
+        try:
+            factor = float(value)
+        except ValueError:
+            factor = math.nan
+        if not sep or not name.isidentifier() or not (math.isfinite(factor) and factor > 0) or name in out:
+            raise ConfigError(
+                f"--lr_multipliers={text!r}: {item!r} is not name=factor (a parameter name, once, and a factor > 0)"
+            )
+        out[name] = factor
+    return out
+
+
+def parameter_names(model: SequenceModel, task: Task) -> list[str]:
+    """The names (last path keys) of the cell's parameters, sorted; traced, not compiled."""
+    x = jax.ShapeDtypeStruct((1, 2, task.input_size), "float32")
+    params = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x), x)["cell"]
+    paths = [path for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+    return sorted({str(getattr(path[-1], "key", path[-1])) for path in paths})
+
+
+def _check_lr_groups(config: Config, model: SequenceModel, task: Task) -> None:
+    groups = lr_multipliers(config.lr_multipliers)
+    if not groups:
+        return
+    names = parameter_names(model, task)
+    if unknown := sorted(set(groups) - set(names)):
+        raise ConfigError(
+            f"--lr_multipliers: {config.cell} has no parameter {', '.join(unknown)}; its parameters: {', '.join(names)}"
+        )
 
 
 def _check_cell_runs(config: Config, model: SequenceModel, task: Task) -> None:

@@ -29,12 +29,22 @@ from jax.sharding import PartitionSpec as P
 from cells import make_cell
 from experiments import io, policy
 from experiments.checkpoint import Checkpoints, saved_steps
-from experiments.config import Config, ConfigError, check_workdir, make_model, num_devices, validate
+from experiments.config import (
+    Config,
+    ConfigError,
+    check_workdir,
+    lr_multipliers,
+    make_model,
+    num_devices,
+    validate,
+)
 from experiments.lock import workdir_lock
+from experiments.tensorboard import TensorBoardLog
 from tasks import Task, make_task
 
 EVAL_SEED = 2**31 - 1  # the held-out set is the same for every run of a (task, T, eval_size)
-RESUMABLE_CHANGES = ("steps", "checkpoint_every", "num_devices", "seed_chunk")  # may differ when resuming
+# fields that may differ when resuming
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "num_devices", "seed_chunk", "tensorboard")
 SEEDS = "seeds"  # the mesh axis of seeds
 
 
@@ -86,13 +96,29 @@ class TrainState(NamedTuple):
 
 
 def make_optimizer(config: Config) -> optax.GradientTransformation:
-    """adam | rmsprop | sgd(momentum), after global-norm clipping when clip_norm > 0."""
-    lr = config.learning_rate
-    opt = {
-        "adam": lambda: optax.adam(lr),
-        "rmsprop": lambda: optax.rmsprop(lr, decay=0.9, eps=1e-8),
-        "sgd": lambda: optax.sgd(lr, momentum=config.momentum or None),
-    }[config.optimizer]()
+    """adam | rmsprop | sgd(momentum), after global-norm clipping when clip_norm > 0.
+
+    `--lr_multipliers=name=f,...`: the cell parameters named `name` (in every layer) get their own
+    optimizer with learning rate f x lr (`optax.multi_transform`); the others share the default one.
+    """
+
+    def base(lr: float) -> optax.GradientTransformation:
+        return {
+            "adam": lambda: optax.adam(lr),
+            "rmsprop": lambda: optax.rmsprop(lr, decay=0.9, eps=1e-8),
+            "sgd": lambda: optax.sgd(lr, momentum=config.momentum or None),
+        }[config.optimizer]()
+
+    groups = lr_multipliers(config.lr_multipliers)
+    opt = base(config.learning_rate)
+    if groups:
+
+        def label(path: tuple, _: Any) -> str:
+            name = str(getattr(path[-1], "key", path[-1]))
+            return name if path[0] == jax.tree_util.DictKey("cell") and name in groups else "default"
+
+        transforms = {"default": opt, **{g: base(f * config.learning_rate) for g, f in groups.items()}}
+        opt = optax.multi_transform(transforms, lambda params: jax.tree_util.tree_map_with_path(label, params))
     return optax.chain(optax.clip_by_global_norm(config.clip_norm), opt) if config.clip_norm > 0 else opt
 
 
@@ -328,18 +354,23 @@ def _train(exp: Experiment, workdir: Path, stop_signal: StopSignal) -> dict[str,
     state = exp.compiled_init(mesh)(seeds)
     previous = _read_results(workdir)
     checkpoints = Checkpoints(workdir)
+    tb = TensorBoardLog(workdir) if config.tensorboard else None
     try:
-        return _train_from(exp, workdir, mesh, state, checkpoints, stop_signal, previous)
+        return _train_from(exp, workdir, mesh, state, checkpoints, stop_signal, previous, tb)
     finally:
         checkpoints.close()
+        if tb:
+            tb.close()
 
 
-def _train_from(exp, workdir, mesh, state, checkpoints, stop_signal, previous) -> dict[str, Any]:
+def _train_from(exp, workdir, mesh, state, checkpoints, stop_signal, previous, tb=None) -> dict[str, Any]:
     config = exp.config
     start, metrics_path = 0, workdir / "metrics.jsonl"
     if restored := checkpoints.restore_latest(state):
         start, state = restored
         logging.info("resuming %s from step %d", workdir, start)
+        if tb:
+            tb.resume(start)
     io.write_jsonl(metrics_path, [r for r in io.read_jsonl(metrics_path) if start and r["step"] <= start])
 
     step_fn = exp.compiled_step(mesh)
@@ -351,7 +382,7 @@ def _train_from(exp, workdir, mesh, state, checkpoints, stop_signal, previous) -
     history = io.read_jsonl(metrics_path)
     t_start = time.perf_counter()
     if start == 0:
-        history += _log(exp, workdir, 0, state, eval_fn(state.params, eval_set), float("nan"))
+        history += _log(exp, workdir, 0, state, eval_fn(state.params, eval_set), float("nan"), tb=tb)
         if diagnostics:
             diagnostics(0, state.params)
     step, last_log, stop = start, start, None
@@ -368,7 +399,7 @@ def _train_from(exp, workdir, mesh, state, checkpoints, stop_signal, previous) -
             steps_per_s = (step - last_log) / elapsed
             if last_log > start:  # the first interval includes compilation
                 train_time, timed_steps = train_time + elapsed, timed_steps + step - last_log
-            history += _log(exp, workdir, step, state, eval_fn(state.params, eval_set), steps_per_s)
+            history += _log(exp, workdir, step, state, eval_fn(state.params, eval_set), steps_per_s, tb=tb)
             state, last_log = reset_fn(state), step
             if diagnostics and step % config.diag_every == 0:
                 diagnostics(step, state.params)
@@ -391,6 +422,7 @@ def _train_from(exp, workdir, mesh, state, checkpoints, stop_signal, previous) -
     timing = _timing(previous, start, step, time.perf_counter() - t_start, train_time, timed_steps)
     results = _results(exp, state, history, step, timing, stop)
     results["execution"] = execution(exp, mesh)
+    results["resumed_from"] = start  # the step this session started from (0: from scratch)
     io.write_json(workdir / "results.json", results)
     return results
 
@@ -422,9 +454,17 @@ def _diagnostics_recorder(exp: Experiment, workdir: Path, config: Config):
 
 
 def _log(
-    exp: Experiment, workdir: Path, step: int, state: TrainState, evals: dict, steps_per_s: float, write: bool = True
+    exp: Experiment,
+    workdir: Path,
+    step: int,
+    state: TrainState,
+    evals: dict,
+    steps_per_s: float,
+    write: bool = True,
+    tb: TensorBoardLog | None = None,
 ) -> list[dict]:
-    """Append (if `write`) one metrics.jsonl record per seed and print a progress line; returns the records."""
+    """Append (if `write`) one metrics.jsonl record per seed, and the same scalars to TensorBoard (`tb`), and
+    print a progress line; returns the records."""
     meters, evals = jax.device_get((state._replace(params=None, opt_state=None), evals))
     count = np.maximum(meters.count, 1)
     records = []
@@ -443,6 +483,8 @@ def _log(
         records.append(record)
     if write:
         io.append_jsonl(workdir / "metrics.jsonl", records)
+        if tb:
+            tb.write(records)
     cfg = exp.config
     mean = lambda key: np.mean([r[key] for r in records if r[key] is not None] or [np.nan])  # noqa: E731
     eta = (cfg.steps - step) / steps_per_s if steps_per_s and not math.isnan(steps_per_s) else float("nan")
