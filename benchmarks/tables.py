@@ -10,11 +10,15 @@ at initialisation only (no training). Each grid point is a workdir under
 `<results_dir>/<table>/`; a finished one is skipped and an unfinished one resumes, so a sweep
 killed midway loses nothing. Writes `<table>.md`, `<table>.csv` and PNG plots.
 Published figures come from `benchmarks/published.csv` (source, table, setting).
+
+`--launcher=local --workers=N` trains the points in N worker processes, `--launcher=slurm` submits
+them as a Slurm job array, and `--status` says what each point is doing (`benchmarks/launch.py`).
 """
 
 import csv
 import dataclasses
 import io as _io
+import os
 import re
 import shlex
 import signal
@@ -28,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
+from benchmarks import launch
 from experiments import io
 from experiments.config import Config, ConfigError, check_workdir, validate_cells
 from experiments.diagnostics import TrainingRecorder
@@ -109,7 +114,7 @@ def run_point(table: str, config: Config, workdir: Path) -> dict[str, Any]:
     if _finished(table, config, workdir, done):
         print(f"  {workdir.name}: finished earlier, skipped", flush=True)
         return _load_point(table, workdir)
-    t0, stopped_by = time.perf_counter(), None
+    t0, stopped_by, trained = time.perf_counter(), None, None
     try:
         if table == "gradients":
             workdir.mkdir(parents=True, exist_ok=True)
@@ -119,12 +124,16 @@ def run_point(table: str, config: Config, workdir: Path) -> dict[str, Any]:
                 io.write_json(workdir / "config.json", config.to_dict())
                 TrainingRecorder(exp, workdir, jacobian_points_count=8)(0, params)
         else:
-            stopped_by = train_and_evaluate(config, workdir)["stopped_by"]
+            results = train_and_evaluate(config, workdir)
+            stopped_by, trained = results["stopped_by"], results["session_steps"]
     except WorkdirLockedError as e:
         print(
             f"  {workdir.name}: skipped: {workdir} is being trained by another process (pid {e.pid or '?'})", flush=True
         )
         return {"busy": f"being trained by another process (pid {e.pid or '?'})"}
+    if trained == 0 and not stopped_by:  # another process finished it between the check above and the lock
+        print(f"  {workdir.name}: finished by another process meanwhile, skipped", flush=True)
+        return _load_point(table, workdir)
     print(f"  {workdir.name}: {time.perf_counter() - t0:.0f}s", flush=True)
     return {**_load_point(table, workdir), "stopped_by": stopped_by}
 
@@ -169,7 +178,8 @@ def _grad_entry(diag: list[dict]) -> str:
 
 def point_entry(point: dict[str, Any], first_line: bool = False) -> str:
     """A trained point's `metric_entry`, marked when the point is not finished: another process is
-    training it, or it stopped before its last step (never shown as if it had finished)."""
+    training it, it stopped before its last step (never shown as if it had finished), or — a point with
+    nothing to show, {"busy": why} — it is running, failed or has not started (`load_points`)."""
     if "busy" in point:
         return f"- ({point['busy']})"
     results = point["results"]
@@ -306,6 +316,8 @@ def write_plots(out_dir: Path, table: str, grid: Grid, points: dict) -> list[Pat
     def final(point: dict) -> list[float]:
         return [s["final"][metric] for s in point["results"]["seeds"]] if "results" in point else [np.nan]
 
+    if not any("results" in p for p in points.values()):  # nothing trained yet (a launcher's jobs): no plot
+        return paths
     finals = {c: [final(points[c, T]) for T in grid.seq_lens] for c in grid.cells}
     path = out_dir / f"{table}_final_vs_T.png"
     baseline, name = (1.0, "final CE / baseline") if table == "copy" else (1 / 6, "final MSE")
@@ -339,21 +351,137 @@ def main(argv: list[str]) -> None:
         "num_seeds": F.num_seeds, "steps": F.steps, "hidden_size": F.hidden_size, "batch_size": F.batch_size,
         "learning_rate": F.learning_rate, "optimizer": F.optimizer,
     }  # fmt: skip
+    launcher = check_launcher_flags()
     grid = grid_from_flags(F.table, F.preset, overrides)
     configs = {(c, T): point_config(F.table, task, grid, c, T) for c in grid.cells for T in grid.seq_lens}
+    if launcher != "inline" or F.status:  # this process only validates and renders: no 75% of a GPU for it
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    if F.status:
+        return print_status(F.table, configs, check_grid(F.table, configs, F.results_dir, read_only=True))
     results_dir = check_grid(F.table, configs, F.results_dir)
-    out_dir = results_dir / F.table
     t0 = time.perf_counter()
     print(f"{F.table} table, preset {F.preset}: {len(configs)} grid points x {grid.num_seeds} seeds", flush=True)
-    points = sweep(F.table, configs, results_dir)
+    failed = []
+    if launcher == "inline":
+        points = sweep(F.table, configs, results_dir)
+    elif launcher == "local":
+        print(f"launcher local: {F.workers or DEFAULT_WORKERS} workers (submitit LocalExecutor)", flush=True)
+        summaries = launch.run_local(F.table, configs, results_dir, F.workers or DEFAULT_WORKERS)
+        failed = [s for s in summaries.values() if s["outcome"] == "failed"]
+        points = load_points(F.table, configs, results_dir)
+    else:
+        points = submit_to_slurm(F.table, configs, results_dir)
+        if points is None:
+            return None
+    write_table(F.table, task, grid, points, results_dir, time.perf_counter() - t0)
+    if failed:
+        names = ", ".join(f"{s['point']} ({s['message']})" for s in failed)
+        print(f"error: {len(failed)} of {len(configs)} grid points failed: {names}; see --status", file=sys.stderr)
+        return 1
+    return None
+
+
+def write_table(table: str, task: str, grid: Grid, points: dict, results_dir: Path, elapsed: float) -> None:
+    """`<table>.md`, `<table>.csv` and the plots, from `points`; prints the report."""
+    out_dir = results_dir / table
     command = "python -m benchmarks.tables " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    wall = sum(p["results"]["wall_time_s"] for p in points.values()) if F.table != "gradients" else None
-    report = render(F.table, task, grid, points, command, wall or time.perf_counter() - t0)
-    plots = write_plots(out_dir, F.table, grid, points)
+    wall = sum(p["results"]["wall_time_s"] for p in points.values() if "results" in p) if table != "gradients" else 0
+    report = render(table, task, grid, points, command, wall or elapsed)
+    plots = write_plots(out_dir, table, grid, points)
     report += "\n" + "\n".join(f"![{p.stem}]({p.name})" for p in plots) + "\n"
-    io.atomic_write(out_dir / f"{F.table}.md", lambda f: f.write(report))
-    write_csv(out_dir / f"{F.table}.csv", F.table, points)
+    io.atomic_write(out_dir / f"{table}.md", lambda f: f.write(report))
+    write_csv(out_dir / f"{table}.csv", table, points)
     print(report)
+
+
+def load_points(table: str, configs: dict[tuple[str, int], Config], results_dir: Path) -> dict[tuple[str, int], dict]:
+    """Every point as it is on disk: a finished one (or one a signal stopped, with its results) is loaded, any
+    other is {"busy": what it is doing} (running, failed, interrupted, not started), which the table marks."""
+    points = {}
+    for key, config in configs.items():
+        workdir = point_dir(results_dir, table, config)
+        status = launch.point_status(table, config, workdir)
+        stopped = status.state == "interrupted" and _read_dict(workdir / "results.json") is not None
+        if status.state == "finished" or stopped:  # a stopped run's entry says "part-trained: n/N steps"
+            points[key] = _load_point(table, workdir)
+        else:
+            points[key] = {"busy": status.line.split(" (see ")[0]}
+    return points
+
+
+def print_status(table: str, configs: dict[tuple[str, int], Config], results_dir: Path) -> None:
+    """`--status`: one line per grid point, then the count of each state. Reads files only."""
+    statuses = launch.status_points(table, configs, results_dir)
+    width = max(len(point_dir(results_dir, table, c).name) for c in configs.values())
+    print(f"{table}: {len(configs)} grid points under {results_dir / table}")
+    for key, status in statuses.items():
+        print(f"  {point_dir(results_dir, table, configs[key]).name:<{width}}  {status.line}")
+    counts = {}
+    for status in statuses.values():
+        counts[status.state] = counts.get(status.state, 0) + 1
+    print(", ".join(f"{n} {state}" for state, n in counts.items()))
+
+
+def submit_to_slurm(table: str, configs: dict[tuple[str, int], Config], results_dir: Path) -> dict | None:
+    """Submit the points that are neither finished nor running as one job array, print the job ids and how to
+    watch them; returns the points to render when at least one has finished, else None."""
+    F = flags.FLAGS
+    statuses = launch.status_points(table, configs, results_dir)
+    todo = {k: c for k, c in configs.items() if statuses[k].state not in ("finished", "running")}
+    watch = "python -m benchmarks.tables " + " ".join(
+        shlex.quote(a) for a in sys.argv[1:] if not a.startswith(("--launcher", "--slurm_"))
+    )
+    if todo:
+        options = launch.SlurmOptions(
+            partition=F.slurm_partition, gpus_per_job=F.slurm_gpus_per_job if F.slurm_gpus_per_job is not None else 1,
+            time_min=F.slurm_time or 120, array_parallelism=F.slurm_array_parallelism or 256,
+            additional=launch.parse_additional(F.slurm_additional),
+        )  # fmt: skip
+        ids = launch.submit_slurm(table, todo, results_dir, options)
+        array = next(iter(ids.values())).split("_")[0]
+        print(f"submitted {len(ids)} grid points as Slurm job array {array}:")
+        for key, job_id in ids.items():
+            print(f"  {point_dir(results_dir, table, configs[key]).name}: job {job_id}")
+        logs = results_dir.absolute() / table / launch.JOBS_FOLDER
+        print(f"watch: {watch} --status\nlogs: {logs}/<job id>/\nrerun this command to resubmit what did not "
+              "finish and to render the table from the finished points")  # fmt: skip
+    finished = sum(s.state == "finished" for s in statuses.values())
+    running = sum(s.state == "running" for s in statuses.values())
+    print(f"{finished} of {len(configs)} grid points finished, {running} running, {len(todo)} submitted now")
+    if not finished:
+        return None
+    return load_points(table, configs, results_dir)
+
+
+DEFAULT_WORKERS = 2
+LAUNCHER_FLAGS = {
+    "local": ("workers",),
+    "slurm": ("slurm_partition", "slurm_gpus_per_job", "slurm_time", "slurm_array_parallelism", "slurm_additional"),
+}
+
+
+def check_launcher_flags() -> str:
+    """--launcher and its flags, checked before anything runs; returns the launcher."""
+    F = flags.FLAGS
+    if F.launcher not in launch.LAUNCHERS:
+        raise ConfigError(f"--launcher={F.launcher!r}: must be one of {', '.join(launch.LAUNCHERS)}")
+    for launcher, names in LAUNCHER_FLAGS.items():
+        if F.launcher != launcher and (given := [n for n in names if F[n].present]):
+            raise ConfigError(f"--{given[0]}: applies to --launcher={launcher} only (this is --launcher={F.launcher})")
+    bounds = {"workers": (1, 1024), "slurm_gpus_per_job": (0, 64), "slurm_time": (1, 60 * 24 * 365),
+              "slurm_array_parallelism": (1, 100_000)}  # fmt: skip
+    for name, (low, high) in bounds.items():
+        if F[name].value is not None and not low <= F[name].value <= high:
+            raise ConfigError(f"--{name}={F[name].value}: must be an integer in [{low}, {high}]")
+    if F.slurm_partition is not None and not re.fullmatch(r"[\w.,-]+", F.slurm_partition):
+        raise ConfigError(
+            f"--slurm_partition={F.slurm_partition!r}: must be a partition name (or several, comma-separated)"
+        )
+    launch.parse_additional(F.slurm_additional)
+    if F.launcher == "slurm" and not F.status and not launch.slurm_available():
+        raise ConfigError("--launcher=slurm: no Slurm here (sbatch and srun are not on PATH); run it on a login node "
+                          "of the cluster, or use --launcher=local")  # fmt: skip
+    return F.launcher
 
 
 def sweep(table: str, configs: dict[tuple[str, int], Config], results_dir: Path) -> dict[tuple[str, int], dict]:
@@ -364,7 +492,12 @@ def sweep(table: str, configs: dict[tuple[str, int], Config], results_dir: Path)
     with StopSignal() as stop:
         for key, config in configs.items():
             if stop.received is None:
-                points[key] = run_point(table, config, point_dir(results_dir, table, config))
+                workdir = point_dir(results_dir, table, config)
+                try:
+                    points[key] = run_point(table, config, workdir)
+                except Exception as e:  # for --status; the traceback goes on as before
+                    launch.record_error(workdir, e)
+                    raise
                 if points[key].get("stopped_by"):
                     stop.received = signal.Signals[points[key]["stopped_by"]].value
             if stop.received is not None:
@@ -379,15 +512,20 @@ def sweep(table: str, configs: dict[tuple[str, int], Config], results_dir: Path)
     return points
 
 
-def check_grid(table: str, configs: dict[tuple[str, int], Config], results_dir: str) -> Path:
+def check_grid(table: str, configs: dict[tuple[str, int], Config], results_dir: str, read_only: bool = False) -> Path:
     """Every point of the grid, before the first one trains: its config, its folder, and a run already
     there with other settings (refused, as `experiments.train` would, but before any point trains;
-    a gradients point with other settings is measured again). Returns the checked --results_dir."""
+    a gradients point with other settings is measured again). Returns the checked --results_dir.
+    `read_only` (for --status): the configs only; nothing is created or refused for what is on disk."""
     for (cell, T), config in configs.items():
         try:
             validate_cells(config, [cell])
         except ConfigError as e:  # name a flag this tool has: --seq_lens, not --seq_len or --diag_every
             raise ConfigError(re.sub(r"^--(seq_len|diag_every)=\d+", f"--seq_lens (T={T})", str(e))) from None
+    if read_only:
+        if not str(results_dir).strip() or Path(results_dir).is_file():
+            raise ConfigError(f"--results_dir={results_dir!r}: must name a folder")
+        return Path(results_dir)
     results_dir = check_workdir(results_dir, "results_dir")  # created only once every point is valid
     dirs = {point_dir(results_dir, table, c) for c in configs.values()}
     if len(dirs) < len(configs):
@@ -414,6 +552,36 @@ def define_flags() -> None:
     flags.DEFINE_integer("batch_size", None, "Override: batch size.")
     flags.DEFINE_float("learning_rate", None, "Override: learning rate.")
     flags.DEFINE_string("optimizer", None, "Override: adam, rmsprop or sgd.")
+    flags.DEFINE_string(
+        "launcher",
+        "inline",
+        "inline: points one after another in this process; local: --workers "
+        "worker processes (submitit's LocalExecutor); slurm: one Slurm job per point, a job array.",
+    )
+    flags.DEFINE_integer("workers", None, f"--launcher=local: points trained at once (default {DEFAULT_WORKERS}).")
+    flags.DEFINE_string("slurm_partition", None, "--launcher=slurm: partition (default: the cluster's).")
+    flags.DEFINE_integer("slurm_gpus_per_job", None, "--launcher=slurm: GPUs per job (default 1; 0 = CPU only).")
+    flags.DEFINE_integer(
+        "slurm_time",
+        None,
+        "--launcher=slurm: time limit per job in minutes (default 120); "
+        "a job stopped at the limit saves a checkpoint and is requeued.",
+    )
+    flags.DEFINE_integer(
+        "slurm_array_parallelism", None, "--launcher=slurm: jobs of the array running at once (default 256)."
+    )
+    flags.DEFINE_string(
+        "slurm_additional",
+        None,
+        "--launcher=slurm: other sbatch options, key=value,... "
+        "(e.g. account=lab,qos=high,mem=32G,cpus-per-task=8,constraint=a100).",
+    )
+    flags.DEFINE_bool(
+        "status",
+        False,
+        "Print what each grid point is doing (finished, running with step, "
+        "steps/s and ETA, failed with its error, not started) and exit; trains nothing.",
+    )
 
 
 if __name__ == "__main__":

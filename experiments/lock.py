@@ -7,7 +7,9 @@
 when the process exits however it exits (return, exception, SIGKILL, OOM kill), so a dead
 process never leaves a stale lock behind. The file itself stays (it holds the last owner's
 pid, for the message); its presence means nothing. A second process that asks for a held lock
-gets `WorkdirLockedError` at once (no waiting). Works on local filesystems; on NFS, flock is
+gets `WorkdirLockedError` after a quarter of a second of retries (`held_by`, which `benchmarks.tables
+--status` uses, probes a lock by taking it, shared, for an instant: a run starting at that instant
+retries instead of taking its workdir for busy). Works on local filesystems; on NFS, flock is
 emulated with fcntl byte-range locks by Linux >= 2.6.12, which a cluster launcher can rely on
 only where the NFS server supports locking.
 """
@@ -16,12 +18,15 @@ import contextlib
 import errno
 import fcntl
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from experiments.config import ConfigError
 
 LOCK_NAME = ".lock"
+RETRIES = 5  # tries, RETRY_S apart, before a held lock is reported as held
+RETRY_S = 0.05
 
 
 class WorkdirLockedError(ConfigError):
@@ -42,18 +47,41 @@ def workdir_lock(workdir: str | os.PathLike, flag: str = "workdir") -> Iterator[
     except OSError as e:
         raise ConfigError(f"--{flag}={workdir}: cannot open its lock file {path} ({e.strerror})") from None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise
-            raise WorkdirLockedError(Path(workdir), _owner(fd), flag) from None
+        for attempt in range(RETRIES):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as e:
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise
+                if attempt == RETRIES - 1:
+                    raise WorkdirLockedError(Path(workdir), _owner(fd), flag) from None
+                time.sleep(RETRY_S)
         with contextlib.suppress(OSError):  # the pid is for the message only (a full disk may refuse it)
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def held_by(workdir: str | os.PathLike) -> int | None:
+    """Whether a process holds `workdir`'s lock, without waiting: None if none does, else the holder's pid
+    (0 while it has not written it yet). Takes the lock, shared, for an instant when it is free."""
+    try:
+        fd = os.open(Path(workdir) / LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None  # no lock file: nothing ever ran there
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            return _owner(fd) or 0
+        return None
+    finally:
+        os.close(fd)  # releases the shared lock
 
 
 def _owner(fd: int) -> int | None:

@@ -14,17 +14,34 @@ A resumed run appends a new event file to each seed's folder, starting with the 
 marker tensorboardX's SummaryWriter writes: TensorBoard then hides the points an interrupted
 session logged after the checkpoint the run resumed from, and which the resumed run logs again.
 Readers that ignore that marker (`read_scalars` below keeps every event) see those steps twice.
+
+tensorboardX is imported on first use, with PyTorch hidden from it: its package imports PyTorch when
+that is installed (1.1 s here) for tensor types this module never passes it.
 """
 
 import os
+import sys
 import time
+import types
 from pathlib import Path
-
-from tensorboardX.event_file_writer import EventsWriter
-from tensorboardX.proto.event_pb2 import Event, SessionLog
-from tensorboardX.summary import scalar
+from typing import Any
 
 FOLDER = "tb"
+
+
+def _tbx() -> types.SimpleNamespace:
+    """tensorboardX's event writer, Event protobufs and scalar summary."""
+    hide = "torch" not in sys.modules
+    if hide:
+        sys.modules["torch"] = None  # `import torch` raises ImportError: tensorboardX falls back to numpy
+    try:
+        from tensorboardX.event_file_writer import EventsWriter
+        from tensorboardX.proto.event_pb2 import Event, SessionLog
+        from tensorboardX.summary import scalar
+    finally:
+        if hide:
+            del sys.modules["torch"]
+    return types.SimpleNamespace(EventsWriter=EventsWriter, Event=Event, SessionLog=SessionLog, scalar=scalar)
 
 
 def seed_dir(workdir: str | Path, seed: int) -> Path:
@@ -37,34 +54,35 @@ class TensorBoardLog:
     def __init__(self, workdir: str | Path):
         self.workdir = Path(workdir)
         self.purge_step: int | None = None
-        self._writers: dict[int, EventsWriter] = {}
+        self._writers: dict[int, Any] = {}  # seed -> tensorboardX EventsWriter
 
     def resume(self, step: int) -> None:
         """This session continues a run from `step`: events after it from earlier sessions are orphans."""
         self.purge_step = step + 1 if step else None
 
-    def _writer(self, seed: int) -> EventsWriter:
+    def _writer(self, seed: int) -> Any:
         if seed not in self._writers:
+            tbx = _tbx()
             folder = seed_dir(self.workdir, seed)
             folder.mkdir(parents=True, exist_ok=True)
             # time in ns: two sessions within one second (a quick resume) get two files, in order
-            writer = EventsWriter(str(folder / "events"), f".{time.time_ns()}.{os.getpid()}")
+            writer = tbx.EventsWriter(str(folder / "events"), f".{time.time_ns()}.{os.getpid()}")
             if self.purge_step is not None:
-                writer.write_event(
-                    Event(wall_time=time.time(), step=self.purge_step, session_log=SessionLog(status=SessionLog.START))
-                )
+                start = tbx.SessionLog(status=tbx.SessionLog.START)
+                writer.write_event(tbx.Event(wall_time=time.time(), step=self.purge_step, session_log=start))
             self._writers[seed] = writer
         return self._writers[seed]
 
     def write(self, records: list[dict]) -> None:
         """One scalar per numeric field of each metrics.jsonl record, at the record's step, per seed."""
-        now = time.time()
+        now, tbx = time.time(), _tbx()
         for record in records:
             writer = self._writer(record["seed"])
             for key, value in record.items():
                 if key in ("step", "seed") or value is None or not isinstance(value, int | float):
                     continue
-                writer.write_event(Event(wall_time=now, step=record["step"], summary=scalar(key, float(value))))
+                summary = tbx.scalar(key, float(value))
+                writer.write_event(tbx.Event(wall_time=now, step=record["step"], summary=summary))
         for writer in self._writers.values():
             writer.flush()
 
@@ -81,6 +99,7 @@ def read_scalars(folder: str | Path) -> dict[str, list[tuple[int, float]]]:
     last record (a killed writer) ends that file."""
     import struct
 
+    Event = _tbx().Event
     scalars: dict[str, list[tuple[int, float]]] = {}
     for path in sorted(Path(folder).glob("events.out.tfevents.*")):
         data = path.read_bytes()

@@ -422,7 +422,10 @@ def _train_from(exp, workdir, mesh, state, checkpoints, stop_signal, previous, t
     timing = _timing(previous, start, step, time.perf_counter() - t_start, train_time, timed_steps)
     results = _results(exp, state, history, step, timing, stop)
     results["execution"] = execution(exp, mesh)
-    results["resumed_from"] = start  # the step this session started from (0: from scratch)
+    # the step the last session that trained started from (0: from scratch); a session that trained nothing
+    # (a rerun of a finished run) keeps it, as it keeps the timing; session_steps: what this session trained
+    results["resumed_from"] = start if step > start or "resumed_from" not in previous else previous["resumed_from"]
+    results["session_steps"] = step - start
     io.write_json(workdir / "results.json", results)
     return results
 

@@ -1,0 +1,423 @@
+"""Grid points of `benchmarks.tables` as jobs: parallel worker processes here, or a Slurm job array.
+
+    python -m benchmarks.tables --table=adding --preset=quick --launcher=local --workers=2
+    python -m benchmarks.tables --table=adding --preset=paper --launcher=slurm --slurm_partition=gpu
+    python -m benchmarks.tables --table=adding --preset=paper --status
+
+Both launchers go through submitit (`LocalExecutor`, `SlurmExecutor`), so the code path the tests
+run here is the one that runs on a cluster. A job is one grid point: `PointJob`, a picklable
+callable that runs `benchmarks.tables.run_point` on the point's workdir, i.e. the ordinary
+`train_and_evaluate` (or the gradients table's measurement) of that workdir. So a job is resumable,
+skips a finished point, and skips a point another process holds (the workdir lock of
+`experiments.lock`): launching a sweep twice, or while part of it runs, trains every point once.
+
+Preemption and time limits: Slurm sends USR2 (submitit's `--signal=USR2@90`); the job turns it into
+the SIGTERM that `train_and_evaluate` already handles (stop before the next step, save a
+checkpoint, write results.json), then hands over to submitit, which calls `PointJob.checkpoint`
+(the same job again) and requeues it: the requeued job resumes from that checkpoint.
+
+GPU memory: several jobs may share one GPU (local workers; Slurm jobs packed on a node). JAX
+preallocates 75% of a GPU per process by default, so each job gets, in its environment before
+JAX starts, `XLA_PYTHON_CLIENT_PREALLOCATE=false` (allocate as needed) and, for N local workers,
+`XLA_PYTHON_CLIENT_MEM_FRACTION=0.9/N` (a cap per worker). A value the user set wins.
+
+Nothing here imports JAX at module level: unpickling a job imports this module, and the job's
+environment must be in place before JAX starts in it.
+"""
+
+import contextlib
+import dataclasses
+import os
+import re
+import shutil
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from experiments import io
+from experiments.config import ConfigError
+from experiments.lock import held_by
+
+LAUNCHERS = ("inline", "local", "slurm")
+JOBS_FOLDER = ".submitit"  # under <results_dir>/<table>/: submitit's pickles and each job's stdout/stderr
+SLURM_JOBS = "slurm_jobs.json"  # under <results_dir>/<table>/: the Slurm job id of each submitted point
+ERROR_FILE = "error.txt"
+LOCAL_TIMEOUT_MIN = 60 * 24 * 365  # submitit's LocalExecutor stops a job after 2 minutes by default
+MEMORY_VARS = ("XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PYTHON_CLIENT_MEM_FRACTION")
+# sbatch options that a flag of ours, or submitit itself, writes: not accepted in --slurm_additional
+SLURM_OWN = {
+    "partition": "--slurm_partition",
+    "time": "--slurm_time",
+    "gpus_per_node": "--slurm_gpus_per_job",
+    "gpus": "--slurm_gpus_per_job",
+    "array": "--slurm_array_parallelism (submitit writes --array)",
+    "output": "submitit (it writes each job's log path)",
+    "error": "submitit (it writes each job's log path)",
+    "open_mode": "submitit",
+    "signal": "submitit (USR2 before the time limit, for the checkpoint)",
+}
+
+
+def memory_policy(launcher: str, workers: int = 1) -> dict[str, str]:
+    """The GPU allocation variables each job of `launcher` gets (unless its environment already sets them)."""
+    policy = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+    if launcher == "local" and workers > 1:
+        policy["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{0.9 / workers:.3g}"
+    return policy
+
+
+@dataclasses.dataclass
+class PointJob:
+    """One grid point as a job: `run_point` of its workdir. Picklable (submitit pickles it with its module
+    path); `checkpoint` is submitit's requeue hook."""
+
+    table: str
+    config: dict[str, Any]
+    workdir: str
+    env_defaults: dict[str, str] = dataclasses.field(default_factory=dict)  # set unless already set
+    env: dict[str, str | None] = dataclasses.field(default_factory=dict)  # set (None: unset) in any case
+
+    @property
+    def name(self) -> str:
+        return Path(self.workdir).name
+
+    def __call__(self) -> dict[str, Any]:
+        if Path(self.workdir).is_dir() and (holder := held_by(self.workdir)) is not None:  # before importing JAX
+            message = f"being trained by another process (pid {holder or '?'})"
+            print(f"{self.name}: skipped: {message}", flush=True)
+            return {"point": self.name, "job_id": _job_id(), "outcome": "busy", "message": message}
+        for key, value in self.env.items():  # before JAX starts in this process
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        for key, value in self.env_defaults.items():
+            os.environ.setdefault(key, value)
+        from absl import logging
+
+        from experiments.train import StopSignal  # JAX is imported here, after the environment is set
+
+        logging.set_verbosity(logging.INFO)  # training's progress lines, in the job's log
+        policy = " ".join(f"{k}={os.environ[k]}" for k in MEMORY_VARS if k in os.environ)
+        print(f"{self.table} point {self.name}: {self.workdir} ({policy or 'JAX default GPU memory'})", flush=True)
+
+        usr_signal, preempted = _preemption_signal(), []
+        previous = signal.getsignal(usr_signal)
+
+        def on_preemption(signum: int, frame: Any) -> None:
+            preempted.append((signum, frame))
+            signal.raise_signal(signal.SIGTERM)  # training's own stop: save a checkpoint, return
+
+        signal.signal(usr_signal, on_preemption)
+        try:
+            with StopSignal() as stop:  # a SIGTERM before training starts: train nothing
+                summary = self._run(stop)
+        finally:
+            signal.signal(usr_signal, previous)
+        if preempted and callable(previous):  # submitit's handler: checkpoint() and requeue, then exit
+            previous(*preempted[0])
+        return summary
+
+    def _run(self, stop: Any) -> dict[str, Any]:
+        from benchmarks.tables import run_point
+        from experiments.config import Config
+
+        workdir = Path(self.workdir)
+        summary = {"point": self.name, "job_id": _job_id()}
+        if stop.received is not None:
+            return {**summary, "outcome": "stopped", "message": f"{signal.Signals(stop.received).name} before it began"}
+        try:
+            point = run_point(self.table, Config.from_dict(self.config), workdir)
+        except Exception as e:
+            record_error(workdir, e)
+            raise
+        if "busy" in point:
+            return {**summary, "outcome": "busy", "message": point["busy"]}
+        (workdir / ERROR_FILE).unlink(missing_ok=True)
+        results = point.get("results", {})
+        if "stopped_by" not in point:  # finished before this job, or by another process while it started
+            return {**summary, "outcome": "skipped", "message": "finished earlier"}
+        outcome = "stopped" if point["stopped_by"] else "trained"
+        summary.update(outcome=outcome, steps_done=results.get("steps_done"), resumed_from=results.get("resumed_from"))
+        if self.table == "gradients":
+            summary["message"] = "measured"
+        else:
+            summary["message"] = f"steps {results.get('resumed_from')}->{results.get('steps_done')}" + (
+                f", stopped by {point['stopped_by']}" if point["stopped_by"] else ""
+            )
+        return summary
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        """Submitit calls this on preemption or at the time limit: requeue the same job. The state is the
+        workdir's own checkpoint, saved by the job when the signal stopped training."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(PointJob(**dataclasses.asdict(self)), *args, **kwargs)
+
+
+def _job_id() -> str | None:
+    return os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_LOCAL_JOB_ID")
+
+
+def _preemption_signal() -> signal.Signals:
+    """The signal submitit sends before a time limit or preemption (USR2 unless SUBMITIT_PREEMPT_SIGNAL says)."""
+    return getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"), signal.SIGUSR2)
+
+
+def record_error(workdir: Path, error: BaseException) -> None:
+    """`error.txt` in the workdir: the error in one line, then the traceback (for --status)."""
+    first = (str(error).strip().splitlines() or [""])[0]
+    text = f"{type(error).__name__}: {first}\n\n" + "".join(traceback.format_exception(error))
+    with contextlib.suppress(OSError):  # a full disk: the job's log still has it
+        io.atomic_write(workdir / ERROR_FILE, lambda f: f.write(text))
+
+
+def make_jobs(table: str, configs: dict, results_dir: Path, launcher: str, workers: int = 1) -> dict[Any, PointJob]:
+    from benchmarks.tables import point_dir
+
+    env: dict[str, str | None] = {}
+    if launcher == "local":  # LocalExecutor sets CUDA_VISIBLE_DEVICES="" (no GPU) unless told; keep ours
+        env["CUDA_VISIBLE_DEVICES"] = os.environ.get("CUDA_VISIBLE_DEVICES")
+    policy = memory_policy(launcher, workers)
+    return {
+        key: PointJob(table, config.to_dict(), str(point_dir(results_dir, table, config).absolute()), policy, env)
+        for key, config in configs.items()
+    }
+
+
+# ---------------------------------------------------------------- local: submitit's LocalExecutor
+
+
+def run_local(table: str, configs: dict, results_dir: Path, workers: int, poll_s: float = 0.2) -> dict[Any, dict]:
+    """Every grid point as a job of submitit's LocalExecutor, at most `workers` at once; returns
+    {key: summary}, a failed job's summary being {"outcome": "failed", "message": its error's first line}.
+
+    SIGTERM/SIGINT: every running worker gets SIGTERM (it saves a checkpoint and stops), no new one
+    starts, and the sweep exits 128+signal in one line, as the inline sweep does."""
+    import submitit
+
+    from experiments.train import StopSignal
+
+    folder = results_dir.absolute() / table / JOBS_FOLDER
+    executor = submitit.LocalExecutor(folder=folder)
+    executor.update_parameters(timeout_min=LOCAL_TIMEOUT_MIN)
+    jobs = make_jobs(table, configs, results_dir, "local", workers)
+    pending, running, done = [], {}, {}
+    for key, job in jobs.items():  # no worker for a point that is finished or that another process trains
+        status = point_status(table, configs[key], Path(job.workdir))
+        if status.state in ("finished", "running"):
+            outcome = "skipped" if status.state == "finished" else "busy"
+            done[key] = {"point": job.name, "job_id": None, "outcome": outcome, "message": status.line}
+            print(f"  {job.name}: {outcome}: {status.line}", flush=True)
+        else:
+            pending.append((key, job))
+    with StopSignal() as stop:
+        while pending or running:
+            while pending and len(running) < workers and stop.received is None:
+                key, job = pending.pop(0)
+                running[key] = executor.submit(job)
+            for key in [k for k, j in running.items() if j.done()]:
+                done[key] = _local_summary(jobs[key], running.pop(key))
+                print(f"  {jobs[key].name}: {done[key]['outcome']}: {done[key]['message']}", flush=True)
+            if stop.received is not None and (running or pending):
+                for job in running.values():
+                    if job._process is not None and job._process.poll() is None:
+                        job._process.send_signal(signal.SIGTERM)  # the controller forwards it to the worker
+                pending = []
+                while any(not j.done() for j in running.values()):
+                    time.sleep(poll_s)
+                continue
+            time.sleep(poll_s if running else 0)
+    if stop.received is not None:
+        name = signal.Signals(stop.received).name
+        finished = sum(s["outcome"] in ("trained", "skipped") for s in done.values())
+        print(
+            f"error: {name} received: the workers stopped (each saving a checkpoint) with {finished} of {len(configs)} "
+            f"grid points done; {table}.md was not written; rerun the same command to resume",
+            file=sys.stderr,
+        )
+        sys.exit(128 + stop.received)
+    return done
+
+
+def _local_summary(point: PointJob, job: Any) -> dict[str, Any]:
+    try:
+        return job.result()
+    except Exception as e:  # the job raised (error.txt has it), or its worker died (killed, out of memory)
+        error = Path(point.workdir) / ERROR_FILE
+        if error.exists():
+            message = error.read_text().splitlines()[0]
+        else:  # SIGKILL, the out-of-memory killer: nothing was written (the controller's exit code is its own)
+            message = f"the worker ended without a result (killed?); its log: {job.paths.stderr}"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return {"point": point.name, "job_id": job.job_id, "outcome": "failed", "message": message, "detail": first,
+                "log": str(job.paths.stderr)}  # fmt: skip
+
+
+# ---------------------------------------------------------------- slurm: submitit's SlurmExecutor
+
+
+@dataclasses.dataclass(frozen=True)
+class SlurmOptions:
+    partition: str | None = None
+    gpus_per_job: int = 1
+    time_min: int = 120
+    array_parallelism: int = 256
+    additional: dict[str, str | bool] = dataclasses.field(default_factory=dict)
+
+
+def parse_additional(value: str | None) -> dict[str, str | bool]:
+    """`--slurm_additional=key=value,...`: other sbatch options (`--key=value`; `-` or `_` in keys). A part
+    without `=` continues the previous value (`exclude=node1,node2`); `key=` is a switch (`exclusive=`)."""
+    if value is None or not value.strip():
+        return {}
+    options: dict[str, str | bool] = {}
+    last = None
+    for part in value.split(","):
+        key, eq, val = part.strip().partition("=")
+        if not eq:
+            if last is None or options[last] is True or not key:
+                raise ConfigError(
+                    f"--slurm_additional={value!r}: must be key=value,... (sbatch options without --; key= for a "
+                    "switch such as exclusive=)"
+                )
+            options[last] = f"{options[last]},{key}"  # exclude=node1,node2
+            continue
+        name = key.lstrip("-").replace("-", "_")
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            raise ConfigError(f"--slurm_additional={value!r}: {key!r} is not an sbatch option name")
+        if name in SLURM_OWN:
+            raise ConfigError(f"--slurm_additional={value!r}: {key} is set by {SLURM_OWN[name]}")
+        options[name] = val if val else True
+        last = name
+    return options
+
+
+def slurm_available() -> bool:
+    return shutil.which("sbatch") is not None and shutil.which("srun") is not None
+
+
+def slurm_executor(folder: Path, options: SlurmOptions, job_name: str) -> Any:
+    """submitit's SlurmExecutor for one table's jobs: partition, GPUs, time, array parallelism, the extra
+    sbatch options, and setup lines that make the repo importable and set the GPU memory policy."""
+    import submitit
+
+    root = Path(__file__).resolve().parents[1]
+    executor = submitit.SlurmExecutor(folder=folder, python=sys.executable)
+    setup = [f"export PYTHONPATH={root}${{PYTHONPATH:+:$PYTHONPATH}}"]
+    setup += [f"export {k}=${{{k}:-{v}}}" for k, v in memory_policy("slurm").items()]
+    parameters: dict[str, Any] = {
+        "job_name": job_name,
+        "time": options.time_min,
+        "array_parallelism": options.array_parallelism,
+        "setup": setup,
+        "additional_parameters": dict(options.additional),
+    }
+    if options.gpus_per_job:
+        parameters["gpus_per_node"] = options.gpus_per_job
+    if options.partition:
+        parameters["partition"] = options.partition
+    executor.update_parameters(**parameters)
+    return executor
+
+
+def submit_slurm(table: str, configs: dict, results_dir: Path, options: SlurmOptions) -> dict[Any, str]:
+    """Submit every point of `configs` as one Slurm job array; returns {key: job id} and records the ids
+    in `<results_dir>/<table>/slurm_jobs.json` (for --status)."""
+    folder = results_dir.absolute() / table
+    executor = slurm_executor(folder / JOBS_FOLDER, options, f"rnnlab-{table}")
+    jobs = make_jobs(table, configs, results_dir, "slurm")
+    submitted = executor.submit_array(list(jobs.values()))
+    ids = {key: job.job_id for key, job in zip(jobs, submitted, strict=True)}
+    recorded = _read_object(folder / SLURM_JOBS)
+    recorded.update({jobs[key].name: job_id for key, job_id in ids.items()})
+    io.write_json(folder / SLURM_JOBS, recorded)
+    return ids
+
+
+def _read_object(path: Path) -> dict:
+    try:
+        value = io.read_json(path)
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+# ---------------------------------------------------------------- --status
+
+
+@dataclasses.dataclass(frozen=True)
+class PointStatus:
+    state: str  # finished | running | failed | interrupted | other settings | not started
+    line: str  # what --status prints after the point's name
+
+
+def point_status(table: str, config: Any, workdir: Path, now: float | None = None) -> PointStatus:
+    """What a grid point is doing, from its files and its lock (read only: the lock is probed, shared,
+    for an instant)."""
+    from benchmarks.tables import _finished, _load_point, point_entry
+    from experiments.train import check_resumable, steps_done
+
+    now = time.time() if now is None else now
+    done = workdir / ("diagnostics.jsonl" if table == "gradients" else "results.json")
+    holder = held_by(workdir) if workdir.is_dir() else None
+    if holder is not None:
+        return PointStatus("running", _running(table, config, workdir, holder, now))
+    if not workdir.is_dir():
+        return PointStatus("not started", "not started" + _slurm_job(workdir))
+    if _finished(table, config, workdir, done):
+        if table == "gradients":
+            return PointStatus("finished", "finished")
+        entry = point_entry(_load_point(table, workdir)).replace("<br>", ", ")
+        return PointStatus("finished", f"finished: {entry}")
+    try:
+        check_resumable(config, workdir)
+    except ConfigError as e:
+        return PointStatus("other settings", f"holds a run with other settings: {str(e).split(': ', 1)[-1]}")
+    error = workdir / ERROR_FILE
+    if error.exists():
+        first = (error.read_text().splitlines() or ["(empty error.txt)"])[0]
+        return PointStatus("failed", f"failed: {first} (see {error})")
+    if table != "gradients" and (step := steps_done(workdir)):
+        return PointStatus("interrupted", f"interrupted at step {step}/{config.steps}; a relaunch resumes it")
+    return PointStatus("not started", "not started" + _slurm_job(workdir))
+
+
+def _running(table: str, config: Any, workdir: Path, holder: int, now: float) -> str:
+    pid = f"pid {holder}" if holder else "pid ?"
+    if table == "gradients":
+        return f"running: measuring ({pid})"
+    metrics = workdir / "metrics.jsonl"
+    records = io.read_jsonl(metrics)
+    step = max((r["step"] for r in records), default=None)
+    if not step:
+        return f"running: compiling, no training step logged yet ({pid})"
+    rates = [r["steps_per_s"] for r in records if r["step"] == step and r.get("steps_per_s")]
+    rate = rates[0] if rates else None
+    since = max(0.0, now - metrics.stat().st_mtime)
+    if rate:
+        eta = max(0.0, (config.steps - step) / rate - since)
+        speed = f"{rate:.3g} steps/s, ETA {_duration(eta)}"
+    else:
+        speed = "steps/s -, ETA -"
+    return f"running: step {step}/{config.steps} (logged {_duration(since)} ago), {speed} ({pid})"
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 5400:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 60:.1f}m" if seconds >= 90 else f"{seconds:.0f}s"
+
+
+def _slurm_job(workdir: Path) -> str:
+    job = _read_object(workdir.parent / SLURM_JOBS).get(workdir.name)
+    return f" (submitted as Slurm job {job})" if job else ""
+
+
+def status_points(table: str, configs: dict, results_dir: Path) -> dict[Any, PointStatus]:
+    from benchmarks.tables import point_dir
+
+    return {key: point_status(table, c, point_dir(results_dir, table, c)) for key, c in configs.items()}
