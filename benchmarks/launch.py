@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import time
 import traceback
@@ -351,13 +352,15 @@ def _read_object(path: Path) -> dict:
 
 @dataclasses.dataclass(frozen=True)
 class PointStatus:
-    state: str  # finished | running | failed | interrupted | other settings | not started
+    state: str  # finished | running | queued | failed | interrupted | other settings | not started
     line: str  # what --status prints after the point's name
 
 
-def point_status(table: str, config: Any, workdir: Path, now: float | None = None) -> PointStatus:
+def point_status(
+    table: str, config: Any, workdir: Path, now: float | None = None, queue: dict[str, str] | None = None
+) -> PointStatus:
     """What a grid point is doing, from its files and its lock (read only: the lock is probed, shared,
-    for an instant)."""
+    for an instant), and `queue`, {Slurm job id: state} of the jobs Slurm still holds (`slurm_queue`)."""
     from benchmarks.tables import _finished, _load_point, point_entry
     from experiments.train import check_resumable, steps_done
 
@@ -366,13 +369,16 @@ def point_status(table: str, config: Any, workdir: Path, now: float | None = Non
     holder = held_by(workdir) if workdir.is_dir() else None
     if holder is not None:
         return PointStatus("running", _running(table, config, workdir, holder, now))
-    if not workdir.is_dir():
-        return PointStatus("not started", "not started" + _slurm_job(workdir))
-    if _finished(table, config, workdir, done):
+    if workdir.is_dir() and _finished(table, config, workdir, done):
         if table == "gradients":
             return PointStatus("finished", "finished")
         entry = point_entry(_load_point(table, workdir)).replace("<br>", ", ")
         return PointStatus("finished", f"finished: {entry}")
+    job = _read_object(workdir.parent / SLURM_JOBS).get(workdir.name)
+    if queue and job in queue:  # submitted, not started yet (or starting): submitting it again would queue it twice
+        return PointStatus("queued", f"queued: Slurm job {job} {queue[job]}")
+    if not workdir.is_dir():
+        return PointStatus("not started", "not started" + _slurm_job(job, queue))
     try:
         check_resumable(config, workdir)
     except ConfigError as e:
@@ -383,7 +389,7 @@ def point_status(table: str, config: Any, workdir: Path, now: float | None = Non
         return PointStatus("failed", f"failed: {first} (see {error})")
     if table != "gradients" and (step := steps_done(workdir)):
         return PointStatus("interrupted", f"interrupted at step {step}/{config.steps}; a relaunch resumes it")
-    return PointStatus("not started", "not started" + _slurm_job(workdir))
+    return PointStatus("not started", "not started" + _slurm_job(job, queue))
 
 
 def _running(table: str, config: Any, workdir: Path, holder: int, now: float) -> str:
@@ -412,12 +418,33 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.1f}m" if seconds >= 90 else f"{seconds:.0f}s"
 
 
-def _slurm_job(workdir: Path) -> str:
-    job = _read_object(workdir.parent / SLURM_JOBS).get(workdir.name)
-    return f" (submitted as Slurm job {job})" if job else ""
+def _slurm_job(job: str | None, queue: dict[str, str] | None) -> str:
+    if not job:
+        return ""
+    return f": submitted as Slurm job {job}{'' if queue is None else ', no longer queued'}"
+
+
+def slurm_queue(job_ids: list[str]) -> dict[str, str] | None:
+    """{job id: state} of the jobs among `job_ids` (array elements `A_i`) that Slurm still holds (pending,
+    running, ...), by `squeue`; None where there is no squeue. One call per array: squeue refuses an id
+    it no longer knows, which then only means that array has left the queue."""
+    if not job_ids or shutil.which("squeue") is None:
+        return None
+    queue = {}
+    for array in sorted({job.split("_")[0] for job in job_ids}):
+        try:
+            proc = subprocess.run(
+                ["squeue", "--noheader", "--array", "--format=%i %T", f"--jobs={array}"],
+                capture_output=True, text=True, timeout=60, check=True,
+            )  # fmt: skip
+        except (OSError, subprocess.SubprocessError):
+            continue
+        queue.update(dict(line.split(maxsplit=1) for line in proc.stdout.splitlines() if len(line.split()) == 2))
+    return queue
 
 
 def status_points(table: str, configs: dict, results_dir: Path) -> dict[Any, PointStatus]:
     from benchmarks.tables import point_dir
 
-    return {key: point_status(table, c, point_dir(results_dir, table, c)) for key, c in configs.items()}
+    queue = slurm_queue(list(_read_object(results_dir / table / SLURM_JOBS).values()))
+    return {key: point_status(table, c, point_dir(results_dir, table, c), queue=queue) for key, c in configs.items()}

@@ -396,11 +396,12 @@ def write_table(table: str, task: str, grid: Grid, points: dict, results_dir: Pa
 
 def load_points(table: str, configs: dict[tuple[str, int], Config], results_dir: Path) -> dict[tuple[str, int], dict]:
     """Every point as it is on disk: a finished one (or one a signal stopped, with its results) is loaded, any
-    other is {"busy": what it is doing} (running, failed, interrupted, not started), which the table marks."""
+    other is {"busy": what it is doing} (running, queued, failed, interrupted, not started): the table marks it."""
     points = {}
+    statuses = launch.status_points(table, configs, results_dir)
     for key, config in configs.items():
         workdir = point_dir(results_dir, table, config)
-        status = launch.point_status(table, config, workdir)
+        status = statuses[key]
         stopped = status.state == "interrupted" and _read_dict(workdir / "results.json") is not None
         if status.state == "finished" or stopped:  # a stopped run's entry says "part-trained: n/N steps"
             points[key] = _load_point(table, workdir)
@@ -427,7 +428,7 @@ def submit_to_slurm(table: str, configs: dict[tuple[str, int], Config], results_
     watch them; returns the points to render when at least one has finished, else None."""
     F = flags.FLAGS
     statuses = launch.status_points(table, configs, results_dir)
-    todo = {k: c for k, c in configs.items() if statuses[k].state not in ("finished", "running")}
+    todo = {k: c for k, c in configs.items() if statuses[k].state not in ("finished", "running", "queued")}
     watch = "python -m benchmarks.tables " + " ".join(
         shlex.quote(a) for a in sys.argv[1:] if not a.startswith(("--launcher", "--slurm_"))
     )
@@ -439,15 +440,17 @@ def submit_to_slurm(table: str, configs: dict[tuple[str, int], Config], results_
         )  # fmt: skip
         ids = launch.submit_slurm(table, todo, results_dir, options)
         array = next(iter(ids.values())).split("_")[0]
-        print(f"submitted {len(ids)} grid points as Slurm job array {array}:")
+        print(f"submitted {len(ids)} grid points as Slurm job array {array}:" if len(ids) > 1 else
+              f"submitted 1 grid point as Slurm job {array}:")  # fmt: skip
         for key, job_id in ids.items():
             print(f"  {point_dir(results_dir, table, configs[key]).name}: job {job_id}")
         logs = results_dir.absolute() / table / launch.JOBS_FOLDER
         print(f"watch: {watch} --status\nlogs: {logs}/<job id>/\nrerun this command to resubmit what did not "
               "finish and to render the table from the finished points")  # fmt: skip
-    finished = sum(s.state == "finished" for s in statuses.values())
-    running = sum(s.state == "running" for s in statuses.values())
-    print(f"{finished} of {len(configs)} grid points finished, {running} running, {len(todo)} submitted now")
+    count = {state: sum(s.state == state for s in statuses.values()) for state in ("finished", "running", "queued")}
+    print(f"{count['finished']} of {len(configs)} grid points finished, {count['running']} running, "
+          f"{count['queued']} queued, {len(todo)} submitted now")  # fmt: skip
+    finished = count["finished"]
     if not finished:
         return None
     return load_points(table, configs, results_dir)

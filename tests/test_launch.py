@@ -223,11 +223,19 @@ def test_status_lines_for_finished_running_failed_and_not_started_points(inline_
 
 
 def fake_slurm(bin_dir: Path) -> None:
-    """`sbatch` that answers as Slurm does and keeps the script it was given; `srun` that does nothing."""
+    """`sbatch` that answers as Slurm does (job ids 4242, 4243, ...) and keeps each script it was given; `squeue`
+    that lists what the test writes to bin/queue; `srun` that drops its own options and runs the command."""
     bin_dir.mkdir()
     scripts = {
-        "sbatch": f'#!/bin/sh\ncp "$1" {bin_dir}/submitted.sh\necho "Submitted batch job 4242"\n',
-        "srun": "#!/bin/sh\nexit 0\n",
+        "sbatch": f"""#!/bin/sh
+n=$(cat {bin_dir}/count 2>/dev/null || echo 0)
+echo $((n + 1)) > {bin_dir}/count
+cp "$1" {bin_dir}/submitted_$n.sh
+echo "Submitted batch job $((4242 + n))"
+""",
+        "squeue": f"#!/bin/sh\ncat {bin_dir}/queue 2>/dev/null\n",
+        "srun": '#!/bin/sh\nwhile [ "${1#-}" != "$1" ]; do [ "$1" = --unbuffered ] && shift || shift 2; done\n'
+        'exec "$@"\n',
     }
     for name, text in scripts.items():
         (bin_dir / name).write_text(text)
@@ -238,20 +246,23 @@ def fake_slurm(bin_dir: Path) -> None:
 def test_the_slurm_launcher_submits_one_job_array_with_the_options_given(tmp_path):
     """The whole command against an `sbatch` on PATH that records its script (no cluster here): one array of
     the grid's size, partition, GPUs, time, parallelism and the passthrough options, the GPU memory policy;
-    each array element's pickle is a PointJob of its point, whose checkpoint() is the same job again."""
+    each array element's pickle is a PointJob of its point, whose checkpoint() is the same job again. A rerun
+    submits only the points that Slurm no longer holds (squeue) and that have not finished."""
     bin_dir, results = tmp_path / "bin", tmp_path / "results"
     fake_slurm(bin_dir)
     cmd = [sys.executable, "-m", "benchmarks.tables", *SMOKE, f"--results_dir={results}", "--launcher=slurm"]
     cmd += ["--slurm_partition=gpu", "--slurm_gpus_per_job=2", "--slurm_time=30", "--slurm_array_parallelism=3"]
     cmd += ["--slurm_additional=account=lab,qos=high,exclude=node1,node2,cpus-per-task=8,exclusive="]
-    path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
-    proc = subprocess.run(cmd, cwd=ROOT, env=env(PATH=path), capture_output=True, text=True, timeout=120)
+    slurm_env = env(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    proc = subprocess.run(cmd, cwd=ROOT, env=slurm_env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "submitted 4 grid points as Slurm job array 4242:" in proc.stdout
     for i, point in enumerate(POINTS):
         assert f"  {point}: job 4242_{i}" in proc.stdout
-    assert "--status" in proc.stdout and "0 of 4 grid points finished, 0 running, 4 submitted now" in proc.stdout
-    sbatch = (bin_dir / "submitted.sh").read_text().splitlines()
+    assert (
+        "--status" in proc.stdout and "0 of 4 grid points finished, 0 running, 0 queued, 4 submitted now" in proc.stdout
+    )
+    sbatch = (bin_dir / "submitted_0.sh").read_text().splitlines()
     options = {line.split()[1] for line in sbatch if line.startswith("#SBATCH")}
     assert {
         "--array=0-3%3", "--partition=gpu", "--gpus-per-node=2", "--time=30", "--account=lab", "--qos=high",
@@ -273,11 +284,45 @@ def test_the_slurm_launcher_submits_one_job_array_with_the_options_given(tmp_pat
         again = job.checkpoint()
         assert again.function == job and again.function is not job and not again.args
 
+    (bin_dir / "queue").write_text("4242_1 PENDING\n4242_2 RUNNING\n")  # 4242_0 and 4242_3 left the queue
     status = subprocess.run(
         [sys.executable, "-m", "benchmarks.tables", *SMOKE, f"--results_dir={results}", "--status"],
-        cwd=ROOT, env=env(), capture_output=True, text=True, timeout=120,
+        cwd=ROOT, env=slurm_env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert "rnn_T6   not started (submitted as Slurm job 4242_0)" in status.stdout, status.stdout
+    lines = status.stdout.splitlines()
+    assert lines[1:] == [
+        "  rnn_T6   not started: submitted as Slurm job 4242_0, no longer queued",
+        "  rnn_T12  queued: Slurm job 4242_1 PENDING",
+        "  gru_T6   queued: Slurm job 4242_2 RUNNING",
+        "  gru_T12  not started: submitted as Slurm job 4242_3, no longer queued",
+        "2 not started, 2 queued",
+    ], status.stdout
+    proc = subprocess.run(cmd, cwd=ROOT, env=slurm_env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (
+        "submitted 2 grid points as Slurm job array 4243:\n  rnn_T6: job 4243_0\n  gru_T12: job 4243_1" in proc.stdout
+    )
+    assert "0 of 4 grid points finished, 0 running, 2 queued, 2 submitted now" in proc.stdout
+    assert "#SBATCH --array=0-1%2" in (bin_dir / "submitted_1.sh").read_text()
+
+    # array element 4243_0 runs on a "node": the sbatch script itself, as Slurm would start it
+    node = {"SLURM_ARRAY_JOB_ID": "4243", "SLURM_ARRAY_TASK_ID": "0", "SLURM_JOB_ID": "4243_0", "SLURM_NTASKS": "1",
+            "SLURM_JOB_NUM_NODES": "1", "SLURM_NODEID": "0", "SLURM_PROCID": "0", "SLURM_LOCALID": "0"}  # fmt: skip
+    job = subprocess.run(
+        ["bash", str(bin_dir / "submitted_1.sh")], cwd=tmp_path, env={**slurm_env, **node},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert job.returncode == 0, job.stderr[-3000:]
+    assert "adding point rnn_T6: " in job.stdout and "(XLA_PYTHON_CLIENT_PREALLOCATE=false)" in job.stdout
+    results_json = io.read_json(results / "adding" / "rnn_T6" / "results.json")
+    assert results_json["finished"] and results_json["execution"]["backend"] == "cpu"
+    proc = subprocess.run(cmd, cwd=ROOT, env=slurm_env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "submitted 1 grid point as Slurm job 4244:\n  gru_T12: job 4244\n" in proc.stdout  # no array of one
+    assert "1 of 4 grid points finished, 0 running, 2 queued, 1 submitted now" in proc.stdout
+    table = (results / "adding" / "adding.md").read_text()  # rendered from the finished point, the rest marked
+    assert "| rnn | 0.303 ± 0.091<br>solved 0/2 | - (queued: Slurm job 4242_1 PENDING) |" in table
+    assert "| gru | - (queued: Slurm job 4242_2 RUNNING) | - (not started: submitted as Slurm job 4244, no" in table
 
 
 def test_memory_policy_per_job_and_sbatch_option_parsing(tmp_path):
