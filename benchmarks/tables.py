@@ -445,8 +445,8 @@ def submit_to_slurm(table: str, configs: dict[tuple[str, int], Config], results_
         for key, job_id in ids.items():
             print(f"  {point_dir(results_dir, table, configs[key]).name}: job {job_id}")
         logs = results_dir.absolute() / table / launch.JOBS_FOLDER
-        print(f"watch: {watch} --status\nlogs: {logs}/<job id>/\nrerun this command to resubmit what did not "
-              "finish and to render the table from the finished points")  # fmt: skip
+        print(f"watch: {watch} --status\nlogs: {logs}/<job id>_0_log.out (and .err)")
+        print("rerun this command to resubmit what did not finish and to render the table from the finished points")
     count = {state: sum(s.state == state for s in statuses.values()) for state in ("finished", "running", "queued")}
     print(f"{count['finished']} of {len(configs)} grid points finished, {count['running']} running, "
           f"{count['queued']} queued, {len(todo)} submitted now")  # fmt: skip
