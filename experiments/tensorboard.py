@@ -29,8 +29,13 @@ from typing import Any
 FOLDER = "tb"
 
 
+_TBX: list[types.SimpleNamespace] = []
+
+
 def _tbx() -> types.SimpleNamespace:
-    """tensorboardX's event writer, Event protobufs and scalar summary."""
+    """tensorboardX's event writer, Event protobufs and scalar summary (imported once)."""
+    if _TBX:
+        return _TBX[0]
     hide = "torch" not in sys.modules
     if hide:
         sys.modules["torch"] = None  # `import torch` raises ImportError: tensorboardX falls back to numpy
@@ -41,7 +46,8 @@ def _tbx() -> types.SimpleNamespace:
     finally:
         if hide:
             del sys.modules["torch"]
-    return types.SimpleNamespace(EventsWriter=EventsWriter, Event=Event, SessionLog=SessionLog, scalar=scalar)
+    _TBX.append(types.SimpleNamespace(EventsWriter=EventsWriter, Event=Event, SessionLog=SessionLog, scalar=scalar))
+    return _TBX[0]
 
 
 def seed_dir(workdir: str | Path, seed: int) -> Path:
