@@ -375,6 +375,8 @@ def main(argv: list[str]) -> int:
     specs = argv[1:]
     if not specs:
         raise ConfigError(f"no cell to check; usage: python -m cells.conformance package.module:MyCell ... [{USAGE}]")
+    for spec in specs:  # options a cell refuses are a bad flag (exit 2), not a failed check of the cell
+        _check_options(spec, sizes["hidden_size"], FLAGS.cell_options)
     failed = False
     for spec in specs:
         results = check_cell(spec, **sizes, options=FLAGS.cell_options)
@@ -384,6 +386,20 @@ def main(argv: list[str]) -> int:
         print(f"{spec}: {n_pass}/{len(results)} checks passed")
         failed |= n_pass < len(results)
     return 1 if failed else 0
+
+
+def _check_options(spec: str, hidden_size: int, options: str) -> None:
+    """ConfigError naming --cell_options when the cell builds without them but not with them."""
+    if not options.strip():
+        return
+    try:
+        make_cell(spec, hidden_size, options)
+    except ValueError as e:
+        try:
+            make_cell(spec, hidden_size)
+        except Exception:  # noqa: BLE001 - the cell itself is broken: check_cell reports it as a failed check
+            return
+        raise ConfigError(f"--cell_options={options}: {str(e).splitlines()[0]}") from None
 
 
 USAGE = "--hidden_size --input_size --batch --seq_len --cell_options; see --helpfull"

@@ -121,27 +121,29 @@ class SequenceModel:
     def activation_bytes(self, batch_size: int, length: int, input_size: int) -> int:
         """Estimated bytes the backward pass keeps for one training batch (no compilation).
 
-        The residuals of the loss's vjp (found with `jax.eval_shape`) at lengths 8 and 16: their
-        difference / 8 is what one step adds, whatever the path, the cell or the readout, and
-        parameters cancel out. Without remat: T such steps; with `remat = k`: T/k stored carries
-        plus k steps.
+        From the residuals of the loss's vjp, found with `jax.eval_shape` (shapes only): at lengths 8
+        and 16 without remat, their difference / 8 is what one step adds, whatever the path, the cell
+        or the readout, and what does not grow with T (parameters) cancels out. Without remat: T such
+        steps. With `remat = k`: the residuals of the remat model at the full length T (each chunk's
+        carry and inputs, and the outputs, kept across chunks) less the parameters, plus k steps of
+        one chunk's recomputed residuals, live while that chunk's backward runs.
         """
 
-        def residual_bytes(n: int) -> int:
+        def residual_bytes(model: "SequenceModel", n: int) -> int:
             x = jax.ShapeDtypeStruct((batch_size, n, input_size), jnp.float32)
 
             def residuals(inputs: jax.Array) -> Any:
-                params = self.init(jax.random.PRNGKey(0), inputs)
-                plain = dataclasses.replace(self, remat=0)
-                return jax.vjp(lambda p: plain.apply(p, inputs), params)[1]
+                params = model.init(jax.random.PRNGKey(0), inputs)
+                return jax.vjp(lambda p: model.apply(p, inputs), params)[1]
 
             return sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(jax.eval_shape(residuals, x)))
 
-        per_step = max(0, residual_bytes(16) - residual_bytes(8)) // 8
-        carry = jax.eval_shape(self.initial_carry, jax.ShapeDtypeStruct((batch_size, 1, input_size), jnp.float32))
-        carry_bytes = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(carry))
+        plain = dataclasses.replace(self, remat=0)
+        short, long = residual_bytes(plain, 8), residual_bytes(plain, 16)
+        per_step = max(0, long - short) // 8
         if 0 < self.remat < length:
-            return length // self.remat * carry_bytes + self.remat * per_step
+            fixed = max(0, short - 8 * per_step)  # parameters and other length-independent residuals
+            return max(0, residual_bytes(self, length) - fixed) + self.remat * per_step
         return length * per_step
 
     def apply(self, params: Params, inputs: jax.Array, perturbations: Carry | None = None) -> jax.Array:

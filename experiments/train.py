@@ -269,7 +269,12 @@ class StopSignal:
 def check_resumable(config: Config, workdir: Path) -> None:
     """Refuse to resume a workdir whose saved config differs in more than RESUMABLE_CHANGES, that holds
     a run but lost its config.json (nothing to check the flags against), or whose run has already
-    trained more than --steps. Writes nothing."""
+    trained more than --steps, or where a file stands in the place of a folder the run writes. Writes nothing."""
+    for name in ("checkpoints", "checkpoints_unreadable"):
+        if (workdir / name).exists() and not (workdir / name).is_dir():
+            raise ConfigError(
+                f"--workdir={workdir}: {workdir / name} is a file where the run keeps a folder; move it away"
+            )
     path = workdir / "config.json"
     if not path.exists():
         if found := [name for name in ("checkpoints", "metrics.jsonl", "results.json") if _holds(workdir, name)]:

@@ -220,6 +220,19 @@ def test_a_deleted_config_json_refuses_instead_of_resuming(trained):
     assert not (trained / "config.json").exists() and (trained / "metrics.jsonl").read_text() == before
 
 
+@pytest.mark.parametrize("name", ["checkpoints", UNREADABLE])
+def test_a_file_in_place_of_a_run_folder_is_refused_before_anything_is_written(trained, name):
+    """Found by the session's own attack: a `checkpoints` file made the run restart from 0 and lose its metrics."""
+    folder = trained / name
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.write_text("x")
+    before = (trained / "metrics.jsonl").read_text()
+    with pytest.raises(ConfigError, match=rf"^--workdir=.*{name} is a file where the run keeps a folder"):
+        train_and_evaluate(CFG.replace(steps=CFG.steps + 10), trained)
+    assert (trained / "metrics.jsonl").read_text() == before
+
+
 # ----------------------------------------------------------------------------- 5: two processes
 
 
