@@ -3,7 +3,8 @@ and N seeds trained in one vmapped program against the same seeds one after anot
 
     python -m benchmarks.speed --preset=full --out=benchmarks/results/speed.md
     python -m benchmarks.speed --preset=quick
-    python -m benchmarks.speed --settings=128x520x256 --cells=lstm --variants=hoist,unroll2 --rounds=9
+    python -m benchmarks.speed --settings=128x520x256 --cells=lstm --variants=step,sequence+unroll4 --rounds=9
+    python -m benchmarks.speed --preset=gpu --out=benchmarks/results/speed/gpu.md     # on a GPU: vs cuDNN
     python -m benchmarks.speed --sections=seeds --seeds_setting=50x100x64 --seed_counts=1,2,4,8 --notorch
 
 `--sections` picks the tables: `speed` (ours vs flax vs torch, below) and `seeds` (last paragraph).
@@ -39,11 +40,10 @@ inputs and O = 9 outputs, the forward pass is F = 2 B T (G H (I + H) + H O); the
 multiplies by the transpose of each matmul's two operands, 2F, so a training step is ~3F and
 GFLOP/s = 3F / (seconds per step) / 1e9. Elementwise ops, the loss and Adam are not counted.
 
-`--variants` (our cells only, timed in the same rounds as ours) measures changes we could make:
-`hoist` computes x W + b for all T steps as one (T B, I) x (I, G H) matmul before the scan, whose
-body then does only h U; `unrollK` passes `unroll=K` to `jax.lax.scan`; `hoist+unrollK` does both.
-They reuse our cells' parameters and equations (checked against the project's model before
-timing) but not the project's code path: they exist to tell whether changing it would pay.
+`--variants` (timed in the same rounds as ours) runs our model with other execution flags: `step`
+(the scan of the cell's step), `sequence` (its whole-sequence method: the fused kernel of
+`cells.fused`), `unrollK` (`--unroll=K`), or a `+`-joined combination (`sequence+unroll16`). The
+`gpu` preset times both paths against cuDNN (PyTorch on CUDA) and the seeds table up to 256 seeds.
 
 Seeds (`--sections=seeds`): for each cell and each N of `--seed_counts`, on `--seeds_setting`
 (default: the main job's, `experiments.compare.DEFAULTS`: adding, T=100, hidden 64, batch 50, Adam
@@ -603,7 +603,11 @@ def define_flags() -> None:
     flags.DEFINE_float("min_round_s", None, "Override the preset's minimum seconds of one contender in one round.")
     flags.DEFINE_bool("torch", True, "Time PyTorch too, when `import torch` works.")
     flags.DEFINE_integer("torch_threads", 2, "torch.set_num_threads for the PyTorch column.")
-    flags.DEFINE_string("variants", "", "Comma-separated variants of ours to time too: hoist, unrollK, hoist+unrollK.")
+    flags.DEFINE_string(
+        "variants",
+        "",
+        "Comma-separated variants of ours to time too: step, sequence, unrollK, or +-joined (sequence+unroll16).",
+    )
     flags.DEFINE_integer("num_seeds", 1, "Seeds vmapped in one step, as experiments.train's --num_seeds.")
     flags.DEFINE_string("seeds_setting", None, "Override the preset's BxTxH of the seeds table (adding, T = seq_len).")
     flags.DEFINE_string("seed_counts", None, "Override the preset's seed counts N of the seeds table: N,...")
