@@ -74,6 +74,7 @@ import optax
 from absl import flags
 from flax import linen as nn
 
+from cells import CELLS as CELL_REGISTRY
 from experiments.compare import DEFAULTS as MAIN_JOB
 from experiments.config import Config, ConfigError, check_out_file, validate
 from experiments.io import atomic_write
@@ -124,6 +125,8 @@ class Setting:
         """Matmul FLOPs of one training step, ~3x the forward pass (see the module docstring)."""
         B, T, H = self.batch_size, self.length, self.hidden_size
         I, O = CopyMemory.input_size, CopyMemory.num_outputs
+        if cell not in GATES:  # a cell without a gate count here (lru, exprnn, ...): not counted
+            return math.nan
         return 3 * 2 * B * T * (GATES[cell] * H * (I + H) + H * O)
 
 
@@ -413,11 +416,11 @@ def make_contenders(options: Options, setting: Setting, cell: str, torch: Any) -
     validate(config)
     seeds = jnp.arange(options.num_seeds)[None]
     contenders: list[Any] = [JaxContender("ours", train_programs(Experiment(config)), seeds)]
-    for flax_cell in FLAX_CELLS[cell] if options.flax else ():
+    for flax_cell in FLAX_CELLS.get(cell, ()) if options.flax else ():
         exp = Experiment(config)
         exp.model = FlaxRNNModel(flax_cell, setting.hidden_size, exp.task.num_outputs)
         contenders.append(JaxContender(f"flax:{flax_cell}", train_programs(exp), seeds))
-    if torch is not None:
+    if torch is not None and cell in TORCH_CELLS:
         device = torch_device(torch)
         contenders.append(TorchContender(torch, cell, setting.hidden_size, config, options.torch_threads, device))
     for variant in options.variants:
@@ -509,10 +512,10 @@ def speed_section(options: Options, groups: list[Group], torch: Any) -> list[str
     rows = []
     for g in groups:
         ours = g.ms["ours"]
-        for flax_cell in FLAX_CELLS[g.cell] if options.flax else ("-",):
-            other = g.ms.get(f"flax:{flax_cell}", math.nan)
+        for flax_cell in FLAX_CELLS.get(g.cell, ("-",)) if options.flax else ("-",):
+            other, torch_ms = g.ms.get(f"flax:{flax_cell}", math.nan), g.ms.get("torch", math.nan)
             row = [g.setting, g.cell, flax_cell, *map(fmt, (ours, other, other / ours, g.gflops))]
-            rows.append(row + ([fmt(g.ms["torch"]), fmt(g.ms["torch"] / ours)] if has_torch else []))
+            rows.append(row + ([fmt(torch_ms), fmt(torch_ms / ours)] if has_torch else []))
     title = "## Training step speed: ours vs flax nn.RNN" + (" vs PyTorch" if has_torch else "")
     out = [title, "", markdown_table(header, rows), ""]
     if options.variants:
@@ -523,7 +526,7 @@ def speed_section(options: Options, groups: list[Group], torch: Any) -> list[str
             for v in options.variants:
                 ms, ours = g.ms[f"ours+{v}"], g.ms["ours"]
                 row = [g.setting, g.cell, v, fmt(ms), fmt(ours), fmt(ours / ms)]
-                rows.append(row + ([fmt(g.ms["torch"] / ms)] if has_torch else []))
+                rows.append(row + ([fmt(g.ms.get("torch", math.nan) / ms)] if has_torch else []))
         out += ["### Variants of our model (same rounds as ours)", "", markdown_table(header, rows), ""]
         out += ["ours/variant > 1: the variant is faster than the project's model.", ""]
     out += [
@@ -597,7 +600,9 @@ def define_flags() -> None:
     flags.DEFINE_enum("preset", "full", sorted(PRESETS), "full: 128x120x128 and 128x520x256; quick: tiny, seconds.")
     flags.DEFINE_string("sections", None, f"Override the preset's tables, comma-separated among {', '.join(SECTIONS)}.")
     flags.DEFINE_string("settings", None, "Override the preset's settings: BxTxH,... (T = copy seq_len + 20).")
-    flags.DEFINE_string("cells", None, f"Comma-separated cells among {', '.join(CELLS)}.")
+    flags.DEFINE_string(
+        "cells", None, f"Comma-separated registered cells ({', '.join(CELLS)} have flax and PyTorch counterparts)."
+    )
     flags.DEFINE_integer("rounds", None, "Override the preset's number of alternating timed rounds.")
     flags.DEFINE_integer("warmup", None, "Override the preset's warm-up steps per contender (after compiling).")
     flags.DEFINE_float("min_round_s", None, "Override the preset's minimum seconds of one contender in one round.")
@@ -624,7 +629,7 @@ def options_from_flags() -> Options:
     changes["torch_threads"] = FLAGS.torch_threads
     if FLAGS.settings is not None:
         changes["settings"] = tuple(Setting.parse(s) for s in list_flag(FLAGS.settings, "settings"))
-    for name, allowed in (("cells", CELLS), ("sections", SECTIONS)):
+    for name, allowed in (("cells", tuple(CELL_REGISTRY.names())), ("sections", SECTIONS)):
         if (value := getattr(FLAGS, name)) is not None:
             changes[name] = tuple(list_flag(value, name))
             if bad := [c for c in changes[name] if c not in allowed]:

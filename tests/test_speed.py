@@ -80,6 +80,7 @@ def test_settings_flops_and_variant_names():
     B, T, H = 128, 520, 256
     assert setting.train_flops("lstm") == 3 * 2 * B * T * (4 * H * (10 + H) + H * 9)
     assert setting.train_flops("rnn") < setting.train_flops("gru") < setting.train_flops("lstm")
+    assert math.isnan(setting.train_flops("lru"))  # no gate count for the cells without flax/torch counterparts
     for bad in ("128x520", "0x100x8", "4x21x8", "axbxc"):
         with pytest.raises(ConfigError):
             speed.Setting.parse(bad)
