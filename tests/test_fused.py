@@ -103,3 +103,19 @@ def test_activation_bytes_ignore_weights_when_batch_equals_width():
     per_step = fused.activation_bytes(4, 1, 2)  # kept per step: h_in, gate activations, c, tanh(c), ...
     assert per_step > 0 and plain.activation_bytes(4, 1, 2) > 0
     assert np.isclose(np.log(fused.activation_bytes(4, 64, 2) / plain.activation_bytes(4, 64, 2)), 0, atol=1.0)
+
+
+@pytest.mark.parametrize("readout", ["all", "last"])
+def test_remat_estimate_covers_what_the_chunks_keep(readout):
+    """With remat the estimate is at least the residuals kept across chunks (inputs, carries, outputs)."""
+    model = SequenceModel(make_cell("rnn", 8), 3, readout, remat=100)
+    x = jax.ShapeDtypeStruct((50, 2000, 10), jnp.float32)
+
+    def residuals(inputs):
+        params = model.init(jax.random.PRNGKey(0), inputs)
+        return jax.vjp(lambda p: model.apply(p, inputs), params)[1]
+
+    kept = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(jax.eval_shape(residuals, x)))
+    estimate = model.activation_bytes(50, 2000, 10)
+    assert kept <= estimate <= 1.5 * kept
+    assert estimate < dataclasses.replace(model, remat=0).activation_bytes(50, 2000, 10)
