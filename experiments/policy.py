@@ -11,10 +11,11 @@ Measurements behind the choices (`python -m benchmarks.speed`, ratios side by si
   as fast as autodiff of the step scan (lstm 0.75-0.8x, gru 0.7-0.85x, rnn 0.95-1.0x at B=128
   T=120 H=128, forward + backward), so CPU runs the step scan; scan unroll 2 and 4 were 0.74-0.96x
   as fast as unroll 1 on both paths, so CPU does not unroll.
-- CPU, 2 cores, shared: `lru`'s associative scan 23 ms vs 10 ms for its step scan, `mingru` 10 vs 10 ms
-  (H=64 T=200 B=16, forward + backward), so the parallel scans are GPU defaults too; `exprnn`'s
-  whole-sequence method (exp(A) once) was 8x as fast as its step (exp(A) at every step) and is
-  declared the faster path everywhere (`sequence_backends`).
+- CPU, 2 cores (`benchmarks/results/speed/parallel_scan_cpu.md`, training step, B=64 T=520 H=128):
+  the associative scans were 1.4-2.0x slower than the step scans (lru 413 vs 202 ms, mingru 190 vs
+  128, minlstm 274 vs 186), so the parallel scans are accelerator defaults too; `exprnn`'s
+  whole-sequence method (exp(A) once) was 17x as fast as its step (exp(A) at every step: 120 vs
+  2054 ms) and is declared the faster path everywhere (`sequence_backends`).
 - CPU: a step vmapped over many seeds keeps one big buffer of backward residuals; past glibc's
   32 MiB mmap threshold it is mapped afresh on every call (~15,000 page faults per step at 4 LSTM
   seeds, 0.6x as fast as sequential seeds). Seeds are vmapped in chunks keeping under
