@@ -36,7 +36,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from experiments import io
 from experiments.config import ConfigError
@@ -233,15 +233,19 @@ def run_local(table: str, configs: dict, results_dir: Path, workers: int, poll_s
                 continue
             time.sleep(poll_s if running else 0)
     if stop.received is not None:
-        name = signal.Signals(stop.received).name
         finished = sum(s["outcome"] in ("trained", "skipped") for s in done.values())
-        print(
-            f"error: {name} received: the workers stopped (each saving a checkpoint) with {finished} of {len(configs)} "
-            f"grid points done; {table}.md was not written; rerun the same command to resume",
-            file=sys.stderr,
-        )
-        sys.exit(128 + stop.received)
+        exit_stopped(stop.received, "the workers stopped (each saving a checkpoint)", finished, len(configs), table)
     return done
+
+
+def exit_stopped(signum: int, what: str, finished: int, total: int, table: str) -> NoReturn:
+    """One line saying a sweep stopped on a signal and how to resume it; exit 128 + signal."""
+    print(
+        f"error: {signal.Signals(signum).name} received: {what} with {finished} of {total} grid points done; "
+        f"{table}.md was not written; rerun the same command to resume",
+        file=sys.stderr,
+    )
+    sys.exit(128 + signum)
 
 
 def _local_summary(point: PointJob, job: Any) -> dict[str, Any]:

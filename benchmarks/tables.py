@@ -504,14 +504,8 @@ def sweep(table: str, configs: dict[tuple[str, int], Config], results_dir: Path)
                 if points[key].get("stopped_by"):
                     stop.received = signal.Signals[points[key]["stopped_by"]].value
             if stop.received is not None:
-                name = signal.Signals(stop.received).name
                 finished = sum(not p.get("stopped_by") and "busy" not in p for p in points.values())
-                print(
-                    f"error: {name} received: the sweep stopped with {finished} of {len(configs)} grid points done; "
-                    f"{table}.md was not written; rerun the same command to resume",
-                    file=sys.stderr,
-                )
-                sys.exit(128 + stop.received)
+                launch.exit_stopped(stop.received, "the sweep stopped", finished, len(configs), table)
     return points
 
 

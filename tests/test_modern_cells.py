@@ -13,6 +13,7 @@ import scipy.linalg
 from flax import linen as nn
 
 from cells import make_cell
+from cells.base import Cell
 from cells.conformance import CheckError, _Harness, check_sequence
 from cells.scan import linear_recurrence
 from experiments.model import SequenceModel
@@ -398,7 +399,7 @@ def test_chrono_off_is_the_default_init(spec: str) -> None:
 # ----------------------------------------------------------------------------- the conformance check
 
 
-class _SkippingSequenceCell(nn.RNNCellBase):
+class _SkippingSequenceCell(Cell):
     """A diagonal linear cell whose whole-sequence method forgets the carry perturbations."""
 
     hidden_size: int = 4
@@ -414,14 +415,6 @@ class _SkippingSequenceCell(nn.RNNCellBase):
         p = self.variables["params"]
         hs = linear_recurrence(p["a"], xs @ p["W"], carry)  # perturbations dropped: the bug
         return hs[-1], hs
-
-    @nn.nowrap
-    def initialize_carry(self, rng, input_shape):
-        return jnp.zeros(input_shape[:-1] + (self.hidden_size,))
-
-    @property
-    def num_feature_axes(self) -> int:
-        return 1
 
 
 def test_conformance_sequence_check_catches_a_wrong_whole_sequence_method() -> None:
