@@ -1,10 +1,10 @@
 r"""Milliseconds per training step: our cells against flax's `nn.RNN` (and PyTorch, when installed),
 and N seeds trained in one vmapped program against the same seeds one after another.
 
-    python -m benchmarks.speed --preset=full --out=benchmarks/results/speed.md
+    python -m benchmarks.speed --preset=full --out=results/speed.md
     python -m benchmarks.speed --preset=quick
     python -m benchmarks.speed --settings=128x520x256 --cells=lstm --variants=step,sequence+unroll4 --rounds=9
-    python -m benchmarks.speed --preset=gpu --out=benchmarks/results/speed/gpu.md     # on a GPU: vs cuDNN
+    python -m benchmarks.speed --preset=gpu --out=results/speed/gpu.md     # on a GPU: vs cuDNN
     python -m benchmarks.speed --sections=seeds --seeds_setting=50x100x64 --seed_counts=1,2,4,8 --notorch
 
 `--sections` picks the tables: `speed` (ours vs flax vs torch, below) and `seeds` (last paragraph).

@@ -1,6 +1,6 @@
 """Reproduction tables: which cell fails at which length, beside the published numbers.
 
-    python -m benchmarks.tables --table=adding --preset=quick --results_dir=benchmarks/results
+    python -m benchmarks.tables --table=adding --preset=quick --results_dir=results/quick
     python -m benchmarks.tables --table=copy --preset=paper --cells=lstm --seq_lens=100,200
 
 Tables: `adding` and `copy` train every (cell, T) of the grid — all seeds of a grid point in
@@ -9,7 +9,7 @@ gradient diagnostics at initialisation and at the end; `gradients` measures the 
 at initialisation only (no training). Each grid point is a workdir under
 `<results_dir>/<table>/`; a finished one is skipped and an unfinished one resumes, so a sweep
 killed midway loses nothing. Writes `<table>.md`, `<table>.csv` and PNG plots.
-Published figures come from `benchmarks/published.csv` (source, table, setting).
+Published figures come from `results/published.csv` (source, table, setting).
 
 `--launcher=local --workers=N` trains the points in N worker processes, `--launcher=slurm` submits
 them as a Slurm job array, and `--status` says what each point is doing (`benchmarks/launch.py`).
@@ -41,7 +41,7 @@ from experiments.lock import WorkdirLockedError, workdir_lock
 from experiments.report import markdown_table, mean_std
 from experiments.train import Experiment, StopSignal, check_resumable, package_versions, train_and_evaluate
 
-PUBLISHED = Path(__file__).with_name("published.csv")
+PUBLISHED = Path(__file__).parent.parent / "results" / "published.csv"
 TABLES = ("adding", "copy", "gradients")
 
 
@@ -539,7 +539,7 @@ TRAINING_ONLY = ("steps", "batch_size", "learning_rate", "optimizer")  # flags t
 def define_flags() -> None:
     flags.DEFINE_string("table", "adding", f"Which table: {', '.join(TABLES)}.")
     flags.DEFINE_string("preset", "quick", f"Grid and budget: {', '.join(PRESETS)}.")
-    flags.DEFINE_string("results_dir", "benchmarks/results", "Where grid points, tables and plots go.")
+    flags.DEFINE_string("results_dir", "results", "Where grid points, tables and plots go.")
     flags.DEFINE_string("task", "adding", "Task of the gradients table (adding or copy).")
     flags.DEFINE_string("cells", None, "Override: comma-separated cells.")
     flags.DEFINE_string("seq_lens", None, "Override: comma-separated lengths T.")

@@ -17,9 +17,9 @@ from cells.lem import LEMCell
 from cells.lru import LRUCell
 from cells.lstm import LSTMCell
 from cells.minrnn import MinGRUCell, MinLSTMCell
-from cells.registry import Registry, constructor_fields, parse_options
 from cells.rnn import RNNCell
 from cells.stack import StackedCell
+from plugins import Registry, constructor_fields, parse_options
 
 CELLS = Registry("cell")
 CELLS.register("rnn", RNNCell)

@@ -5,13 +5,13 @@ unit test covers every branch without the hardware. The flags `--sequence_path`,
 `--seed_chunk` override them (their value "auto" / 0 asks this module).
 
 Measurements behind the choices (`python -m benchmarks.speed`, ratios side by side in one run;
-`benchmarks/results/speed/`):
+`results/speed/`):
 
 - CPU, 2 cores: the fused whole-sequence kernel of the built-in cells (`cells.fused`) was 0.7-1.0x
   as fast as autodiff of the step scan (lstm 0.75-0.8x, gru 0.7-0.85x, rnn 0.95-1.0x at B=128
   T=120 H=128, forward + backward), so CPU runs the step scan; scan unroll 2 and 4 were 0.74-0.96x
   as fast as unroll 1 on both paths, so CPU does not unroll.
-- CPU, 2 cores (`benchmarks/results/speed/parallel_scan_cpu.md`, training step, B=64 T=520 H=128):
+- CPU, 2 cores (`results/speed/parallel_scan_cpu.md`, training step, B=64 T=520 H=128):
   the associative scans were 1.4-2.0x slower than the step scans (lru 413 vs 202 ms, mingru 190 vs
   128, minlstm 274 vs 186), so the parallel scans are accelerator defaults too; `exprnn`'s
   whole-sequence method (exp(A) once) was 17x as fast as its step (exp(A) at every step: 120 vs
@@ -20,7 +20,7 @@ Measurements behind the choices (`python -m benchmarks.speed`, ratios side by si
   32 MiB mmap threshold it is mapped afresh on every call (~15,000 page faults per step at 4 LSTM
   seeds, 0.6x as fast as sequential seeds). Seeds are vmapped in chunks keeping under
   `CPU_SEED_CHUNK_BYTES` of residuals, looped with `lax.map` (bit-identical to one vmap).
-- GPU (H200, `benchmarks/results/speed/gpu_h200*.md`): the fused kernel was 1.3-1.8x as fast as the
+- GPU (H200, `results/speed/gpu_h200*.md`): the fused kernel was 1.3-1.8x as fast as the
   step scan for rnn, lstm and gru at B=50 T=100/1000 H=128 and B=128 T=520 H=256; lstm at T=1000 with
   scan unroll 1, 4, 8, 16: 30.8, 17.7, 15.3, 14.5 ms, so `GPU_UNROLL` is 8 (16 gains 6% for a larger
   program). One vmap over 8 and 32 seeds gave 3.8x and 7.9x the seed-steps/s of one seed, where the

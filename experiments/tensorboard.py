@@ -1,6 +1,6 @@
 """TensorBoard event files beside metrics.jsonl: one run per seed, `<workdir>/tb/seed_<s>/`.
 
-    tensorboard --logdir runs/x/tb          # or --logdir benchmarks/results/adding for a whole table
+    tensorboard --logdir runs/x/tb          # or --logdir results/quick/adding for a whole table
 
 `experiments.train` hands `TensorBoardLog.write` the host-side records it appends to
 metrics.jsonl, at the logging steps only (no extra host sync): every numeric field becomes a scalar

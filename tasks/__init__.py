@@ -1,6 +1,6 @@
 """Synthetic long-range tasks, looked up by name (`--task=copy`) or import path."""
 
-from cells.registry import Registry
+from plugins import Registry
 from tasks.adding import Adding
 from tasks.base import Task
 from tasks.copy_memory import CopyMemory

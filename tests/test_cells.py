@@ -313,7 +313,7 @@ def test_make_cell_bad_option_value() -> None:
         ("a.b", "package.module:ClassName"),
         ("no_such_module_xyz:Cell", "cannot import 'no_such_module_xyz'"),
         ("cells.gru:NoSuchCell", "has no attribute 'NoSuchCell'"),
-        ("cells.registry:Registry", "is not a flax.linen cell"),
+        ("plugins:Registry", "is not a flax.linen cell"),
         ("flax.linen:Dense", "is not a flax.linen cell"),
     ],
 )

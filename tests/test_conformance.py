@@ -11,8 +11,8 @@ import pytest
 from flax import linen as nn
 
 from cells import CELLS
-from cells.conformance import CHECKS, CheckResult, check_cell
 from experiments.config import Config, ConfigError, validate
+from experiments.conformance import CHECKS, CheckResult, check_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECK_NAMES = ["construct"] + [name for name, _ in CHECKS]
@@ -169,7 +169,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
     return subprocess.run(
-        [sys.executable, "-m", "cells.conformance", *args],
+        [sys.executable, "-m", "experiments.conformance", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -180,7 +180,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_cli_on_import_path() -> None:
-    proc = _cli("cells.gru:GRUCell", "--hidden_size=4", "--seq_len=3", "cells.registry:Registry")
+    proc = _cli("cells.gru:GRUCell", "--hidden_size=4", "--seq_len=3", "plugins:Registry")
     assert proc.returncode == 1, proc.stdout + proc.stderr  # the second spec is not a cell
     lines = proc.stdout.strip().splitlines()
     n = len(CHECK_NAMES)
@@ -188,7 +188,7 @@ def test_cli_on_import_path() -> None:
     assert all(line.startswith("PASS ") for line in lines[:n])
     assert lines[n] == f"cells.gru:GRUCell: {n}/{n} checks passed"
     assert lines[n + 1].startswith("FAIL construct: ")
-    assert lines[n + 2] == "cells.registry:Registry: 0/1 checks passed"
+    assert lines[n + 2] == "plugins:Registry: 0/1 checks passed"
 
 
 @pytest.mark.parametrize("cell", ["IntOutputCell", "IntCarryCell"])

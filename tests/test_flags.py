@@ -6,9 +6,9 @@ import json
 import pytest
 from absl import flags
 
-from cells.conformance import check_cell
 from experiments import config as config_module
 from experiments.config import Config, ConfigError, check_out_file, check_workdir, validate, validate_cells
+from experiments.conformance import check_cell
 from experiments.flags import _flag_error, int_list_flag, list_flag
 from experiments.train import check_resumable
 
@@ -19,7 +19,7 @@ ENTRY_POINTS = [
     "benchmarks.tables",
     "benchmarks.speed",
     "benchmarks.memory",
-    "cells.conformance",
+    "experiments.conformance",
 ]
 
 
@@ -147,7 +147,7 @@ def test_one_path_for_every_entry_point(one_line_errors, tmp_path):
     cases += [
         ("experiments.train", ["--steps"], "--steps: missing value"),
         ("experiments.train", ["--flagfile=/no/such/file"], "--flagfile: Unable to open flagfile"),
-        ("cells.conformance", ["lstm", "--hidden_size=x"], "--hidden_size=x: "),
+        ("experiments.conformance", ["lstm", "--hidden_size=x"], "--hidden_size=x: "),
     ]
     one_line_errors(cases)
 
@@ -168,14 +168,14 @@ def test_memory_benchmark_flags(one_line_errors, blocked, tmp_path):
 
 @pytest.mark.slow
 def test_conformance_sizes_are_validated_before_any_check(one_line_errors):
-    m = "cells.conformance"
+    m = "experiments.conformance"
     one_line_errors([
         (m, ["lstm", "--hidden_size=0"], "--hidden_size=0: must be an integer in [1, 4096]"),
         (m, ["lstm", "--hidden_size=1000000"], "--hidden_size=1000000: must be an integer in [1, 4096]"),
         (m, ["lstm", "--input_size=0"], "--input_size=0: must be an integer in [1, 4096]"),
         (m, ["lstm", "--batch=0"], "--batch=0: must be an integer in [1, 1024]"),
         (m, ["lstm", "--seq_len=1"], "--seq_len=1: must be an integer in [2, 1000]"),
-        (m, [], "no cell to check; usage: python -m cells.conformance"),
+        (m, [], "no cell to check; usage: python -m experiments.conformance"),
         # options the cell refuses are a bad flag, not a failed check (found by the session's attack)
         (m, ["lru", "--cell_options=r_min"], "--cell_options=r_min: malformed option 'r_min'"),
         (m, ["lru", "--cell_options=foo=1"], "--cell_options=foo=1: cell 'lru' has no option foo"),

@@ -1,7 +1,7 @@
 """Name -> object registries, with `module.path:Name` for objects that live outside the repo.
 
-Used for cells (`--cell`) and tasks (`--task`). Errors are one line: they list what is
-registered so a typo is fixed without reading code.
+Used for cells (`--cell`) and tasks (`--task`): the one module both import, so neither imports
+the other. Errors are one line: they list what is registered, so a typo is fixed without reading code.
 """
 
 import ast

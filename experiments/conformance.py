@@ -3,11 +3,11 @@
 Run it on your own cell (any `flax.linen` module with `__call__(carry, x) -> (carry, y)` and
 `initialize_carry(rng, input_shape)`, taking its width as `hidden_size` or `features`)::
 
-    python -m cells.conformance my_package.my_module:MyCell --hidden_size=8 --cell_options=alpha=0.5
+    python -m experiments.conformance my_package.my_module:MyCell --hidden_size=8 --cell_options=alpha=0.5
 
 It prints one PASS/FAIL line per check and exits 1 if any check fails, 2 on a usage error (a bad
 flag or size: one line, before any check runs).
-Registered names work too (`python -m cells.conformance lstm`). From Python, `check_cell(spec)`
+Registered names work too (`python -m experiments.conformance lstm`). From Python, `check_cell(spec)`
 returns a list of `CheckResult`; `tests/test_conformance.py` runs it on every registered cell.
 
 Checks (each one catches its own exceptions and reports them as a one-line failure):
@@ -374,7 +374,9 @@ def main(argv: list[str]) -> int:
     check_sizes(**sizes)
     specs = argv[1:]
     if not specs:
-        raise ConfigError(f"no cell to check; usage: python -m cells.conformance package.module:MyCell ... [{USAGE}]")
+        raise ConfigError(
+            f"no cell to check; usage: python -m experiments.conformance package.module:MyCell ... [{USAGE}]"
+        )
     for spec in specs:  # options a cell refuses are a bad flag (exit 2), not a failed check of the cell
         _check_options(spec, sizes["hidden_size"], FLAGS.cell_options)
     failed = False
