@@ -32,7 +32,8 @@ class Config:
 
     cell: str = _field("lstm", "Cell: a registered name (rnn, irnn, lstm, gru, ...) or package.module:Class.")
     cell_options: str = _field("", "Cell constructor options as key=value,... (e.g. activation=relu,forget_bias=0).")
-    task: str = _field("adding", "Task: copy, adding, or package.module:TaskClass.")
+    task: str = _field("adding", "Task: a registered name (adding, copy, ...) or package.module:TaskClass.")
+    task_options: str = _field("", "Task options as key=value,... (each task's docstring lists its options).")
     seq_len: int = _field(100, "Task length T (copy: the delay; sequences are T+20 long).")
     hidden_size: int = _field(128, "Width of the cell's hidden state.")
     num_layers: int = _field(1, "Cells stacked in depth: each layer's output sequence is the next one's input.")
@@ -165,9 +166,10 @@ def validate(config: Config, diagnostics_batch: int | None = None) -> None:
     if config.optimizer not in OPTIMIZERS:
         raise ConfigError(f"--optimizer={config.optimizer!r}: must be one of {', '.join(OPTIMIZERS)}")
     try:
-        task = make_task(config.task, config.seq_len)
+        task = make_task(config.task, config.seq_len, config.task_options)
     except ValueError as e:
-        raise ConfigError(f"--task={config.task}: {e}") from None
+        flag = "task_options" if "option" in str(e) else "task"
+        raise ConfigError(f"--{flag}={getattr(config, flag)}: {e}") from None
     try:
         cell = make_cell(config.cell, config.hidden_size, config.cell_options, config.num_layers)
     except ValueError as e:

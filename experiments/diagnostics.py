@@ -44,7 +44,7 @@ from experiments.model import SequenceModel
 Params = Any
 Carry = Any
 
-DIAG_SEED = 2**31 - 2  # key of the fixed diagnostics batch (train.EVAL_SEED is 2**31 - 1)
+DIAG_SEED = 2**31 - 2  # key of the fixed diagnostics batch (tasks.base.HELD_OUT_KEYS holds the held-out sets' keys)
 HORIZON_FRACTION = 0.01
 STATS = ("mean", "std", "q10", "q50", "q90")
 _QUANTILES = (0.1, 0.5, 0.9)

@@ -42,7 +42,6 @@ from experiments.lock import workdir_lock
 from experiments.tensorboard import TensorBoardLog
 from tasks import Task, make_task
 
-EVAL_SEED = 2**31 - 1  # the held-out set is the same for every run of a (task, T, eval_size)
 # fields that may differ when resuming
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "num_devices", "seed_chunk", "tensorboard")
 SEEDS = "seeds"  # the mesh axis of seeds
@@ -127,7 +126,7 @@ class Experiment:
 
     def __init__(self, config: Config):
         self.config = config
-        self.task: Task = make_task(config.task, config.seq_len)
+        self.task: Task = make_task(config.task, config.seq_len, config.task_options)
         cell = make_cell(config.cell, config.hidden_size, config.cell_options, config.num_layers)
         self.model = make_model(config, cell, self.task)
         self.optimizer = make_optimizer(config)
@@ -225,11 +224,11 @@ class Experiment:
             jax.shard_map(evaluate, mesh=mesh, in_specs=(P(SEEDS), P()), out_specs=P(SEEDS), check_vma=False)
         )
 
-    def eval_set(self) -> tuple[jax.Array, jax.Array]:
-        """The fixed held-out set, as chunks (n, chunk, ...) of at most 250 sequences."""
-        n = self.config.eval_size
+    def eval_set(self, split: str = "test") -> tuple[jax.Array, jax.Array]:
+        """The fixed held-out set of `split` (`Task.held_out`), as chunks (n, chunk, ...) of at most 250 sequences."""
+        inputs, targets = self.task.held_out(split, self.config.eval_size)
+        n = inputs.shape[0]
         chunk = max(d for d in range(1, min(n, 250) + 1) if n % d == 0)
-        inputs, targets = self.task.sample(jax.random.PRNGKey(EVAL_SEED), n)
         split = lambda a: a.reshape((n // chunk, chunk) + a.shape[1:])  # noqa: E731
         return split(inputs), split(targets)
 

@@ -1,6 +1,8 @@
 """Synthetic long-range tasks, looked up by name (`--task=copy`) or import path."""
 
-from plugins import Registry
+from typing import Any
+
+from plugins import Registry, parse_options
 from tasks.adding import Adding
 from tasks.base import Task
 from tasks.copy_memory import CopyMemory
@@ -10,12 +12,25 @@ TASKS.register("copy", CopyMemory)
 TASKS.register("adding", Adding)
 
 
-def make_task(spec: str, seq_len: int) -> Task:
-    """Build a task from a registered name or `package.module:TaskClass`."""
+def make_task(spec: str, seq_len: int, options: str | dict[str, Any] = "") -> Task:
+    """Build a task from a registered name or `package.module:TaskClass`.
+
+    `options` (a dict or "key=value,...") sets the task's options (`Task.options()`).
+    Raises ValueError with a one-line message on any bad input.
+    """
     factory = TASKS.get(spec)
-    if not (isinstance(factory, type) and issubclass(factory, Task)):
+    cls = getattr(factory, "func", factory)
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
         raise ValueError(f"{spec!r} is not a tasks.Task subclass")
-    return factory(seq_len=seq_len)
+    options = parse_options(options) if isinstance(options, str) else dict(options)
+    if unknown := sorted(set(options) - set(cls.options())):
+        raise ValueError(
+            f"task {spec!r} has no option {', '.join(unknown)}; its options: {', '.join(cls.options()) or 'none'}"
+        )
+    try:
+        return factory(seq_len=seq_len, **options)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"task {spec!r} rejected options {options}: {e}") from None
 
 
 __all__ = ["TASKS", "Adding", "CopyMemory", "Task", "make_task"]

@@ -25,6 +25,7 @@ class Adding(Task):
     readout: ClassVar[str] = "last"
     metric_name: ClassVar[str] = "MSE"
     solved_below: ClassVar[float] = 0.01
+    baseline_formula: ClassVar[str] = "1/6"
 
     @property
     def baseline(self) -> float:

@@ -35,6 +35,9 @@ class CopyMemory(Task):
     metric_name: ClassVar[str] = "CE"
     solved_metric: ClassVar[str] = "recall_accuracy"
     solved_above: ClassVar[float] = 0.99
+    headline: ClassVar[str] = "ratio"
+    table_metrics: ClassVar[tuple[str, ...]] = ("recall_accuracy",)
+    baseline_formula: ClassVar[str] = "10 ln 8 / (T + 20)"
 
     @property
     def length(self) -> int:
