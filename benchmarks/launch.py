@@ -6,7 +6,7 @@
 
 Both launchers go through submitit (`LocalExecutor`, `SlurmExecutor`), so the code path the tests
 run here is the one that runs on a cluster. A job is one grid point: `PointJob`, a picklable
-callable that runs `benchmarks.tables.run_point` on the point's workdir, i.e. the ordinary
+callable that runs `experiments.sweep.run_point` on the point's workdir, i.e. the ordinary
 `train_and_evaluate` (or the gradients table's measurement) of that workdir. So a job is resumable,
 skips a finished point, and skips a point another process holds (the workdir lock of
 `experiments.lock`): launching a sweep twice, or while part of it runs, trains every point once.
@@ -21,11 +21,10 @@ preallocates 75% of a GPU per process by default, so each job gets, in its envir
 JAX starts, `XLA_PYTHON_CLIENT_PREALLOCATE=false` (allocate as needed) and, for N local workers,
 `XLA_PYTHON_CLIENT_MEM_FRACTION=0.9/N` (a cap per worker). A value the user set wins.
 
-Nothing here imports JAX at module level: unpickling a job imports this module, and the job's
-environment must be in place before JAX starts in it.
+Nothing here starts a JAX backend at import (JAX reads those variables when its backend starts):
+unpickling a job imports this module, and the job sets its environment before its first computation.
 """
 
-import contextlib
 import dataclasses
 import os
 import re
@@ -34,18 +33,17 @@ import signal
 import subprocess
 import sys
 import time
-import traceback
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from experiments import io
 from experiments.config import ConfigError
 from experiments.lock import held_by
+from experiments.sweep import ERROR_FILE, PointKey, exit_stopped, point_dir, record_error
 
 LAUNCHERS = ("inline", "local", "slurm")
 JOBS_FOLDER = ".submitit"  # under <results_dir>/<table>/: submitit's pickles and each job's stdout/stderr
 SLURM_JOBS = "slurm_jobs.json"  # under <results_dir>/<table>/: the Slurm job id of each submitted point
-ERROR_FILE = "error.txt"
 LOCAL_TIMEOUT_MIN = 60 * 24 * 365  # submitit's LocalExecutor stops a job after 2 minutes by default
 MEMORY_VARS = ("XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PYTHON_CLIENT_MEM_FRACTION")
 # sbatch options that a flag of ours, or submitit itself, writes: not accepted in --slurm_additional
@@ -123,15 +121,15 @@ class PointJob:
         return summary
 
     def _run(self, stop: Any) -> dict[str, Any]:
-        from benchmarks.tables import run_point
         from experiments.config import Config
+        from experiments.sweep import run_point
 
         workdir = Path(self.workdir)
         summary = {"point": self.name, "job_id": _job_id()}
         if stop.received is not None:
             return {**summary, "outcome": "stopped", "message": f"{signal.Signals(stop.received).name} before it began"}
         try:
-            point = run_point(self.table, Config.from_dict(self.config), workdir)
+            point = run_point(measure(self.table), Config.from_dict(self.config), workdir)
         except Exception as e:
             record_error(workdir, e)
             raise
@@ -168,23 +166,13 @@ def _preemption_signal() -> signal.Signals:
     return getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"), signal.SIGUSR2)
 
 
-def record_error(workdir: Path, error: BaseException) -> None:
-    """`error.txt` in the workdir: the error in one line, then the traceback (for --status)."""
-    first = (str(error).strip().splitlines() or [""])[0]
-    text = f"{type(error).__name__}: {first}\n\n" + "".join(traceback.format_exception(error))
-    with contextlib.suppress(OSError):  # a full disk: the job's log still has it
-        io.atomic_write(workdir / ERROR_FILE, lambda f: f.write(text))
-
-
 def make_jobs(table: str, configs: dict, results_dir: Path, launcher: str, workers: int = 1) -> dict[Any, PointJob]:
-    from benchmarks.tables import point_dir
-
     env: dict[str, str | None] = {}
     if launcher == "local":  # LocalExecutor sets CUDA_VISIBLE_DEVICES="" (no GPU) unless told; keep ours
         env["CUDA_VISIBLE_DEVICES"] = os.environ.get("CUDA_VISIBLE_DEVICES")
     policy = memory_policy(launcher, workers)
     return {
-        key: PointJob(table, config.to_dict(), str(point_dir(results_dir, table, config).absolute()), policy, env)
+        key: PointJob(table, config.to_dict(), str(point_dir(results_dir / table, key).absolute()), policy, env)
         for key, config in configs.items()
     }
 
@@ -236,16 +224,6 @@ def run_local(table: str, configs: dict, results_dir: Path, workers: int, poll_s
         finished = sum(s["outcome"] in ("trained", "skipped") for s in done.values())
         exit_stopped(stop.received, "the workers stopped (each saving a checkpoint)", finished, len(configs), table)
     return done
-
-
-def exit_stopped(signum: int, what: str, finished: int, total: int, table: str) -> NoReturn:
-    """One line saying a sweep stopped on a signal and how to resume it; exit 128 + signal."""
-    print(
-        f"error: {signal.Signals(signum).name} received: {what} with {finished} of {total} grid points done; "
-        f"{table}.md was not written; rerun the same command to resume",
-        file=sys.stderr,
-    )
-    sys.exit(128 + signum)
 
 
 def _local_summary(point: PointJob, job: Any) -> dict[str, Any]:
@@ -365,18 +343,17 @@ def point_status(
 ) -> PointStatus:
     """What a grid point is doing, from its files and its lock (read only: the lock is probed, shared,
     for an instant), and `queue`, {Slurm job id: state} of the jobs Slurm still holds (`slurm_queue`)."""
-    from benchmarks.tables import _finished, _load_point, point_entry
+    from experiments.sweep import finished, load_point, point_entry
     from experiments.train import check_resumable, steps_done
 
     now = time.time() if now is None else now
-    done = workdir / ("diagnostics.jsonl" if table == "gradients" else "results.json")
     holder = held_by(workdir) if workdir.is_dir() else None
     if holder is not None:
         return PointStatus("running", _running(table, config, workdir, holder, now))
-    if workdir.is_dir() and _finished(table, config, workdir, done):
+    if workdir.is_dir() and finished(measure(table), config, workdir):
         if table == "gradients":
             return PointStatus("finished", "finished")
-        entry = point_entry(_load_point(table, workdir)).replace("<br>", ", ")
+        entry = point_entry(load_point(measure(table), workdir)).replace("<br>", ", ")
         return PointStatus("finished", f"finished: {entry}")
     job = _read_object(workdir.parent / SLURM_JOBS).get(workdir.name)
     if queue and job in queue:  # submitted, not started yet (or starting): submitting it again would queue it twice
@@ -447,8 +424,11 @@ def slurm_queue(job_ids: list[str]) -> dict[str, str] | None:
     return queue
 
 
-def status_points(table: str, configs: dict, results_dir: Path) -> dict[Any, PointStatus]:
-    from benchmarks.tables import point_dir
-
+def status_points(table: str, configs: dict[PointKey, Any], results_dir: Path) -> dict[PointKey, PointStatus]:
     queue = slurm_queue(list(_read_object(results_dir / table / SLURM_JOBS).values()))
-    return {key: point_status(table, c, point_dir(results_dir, table, c), queue=queue) for key, c in configs.items()}
+    return {key: point_status(table, c, point_dir(results_dir / table, key), queue=queue) for key, c in configs.items()}
+
+
+def measure(table: str) -> str:
+    """What a table's points do: the "gradients" table measures at initialisation, any other trains."""
+    return "gradients" if table == "gradients" else "train"

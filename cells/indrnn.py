@@ -23,20 +23,28 @@ class IndRNNCell(Cell):
     each optimiser step instead: the same function, but a weight past the bound here gets zero
     gradient until the optimiser moves it back, which nothing does; use a bound that the U[0, 1]
     init already satisfies, and u starts at U[0, max_recurrent] when max_recurrent < 1).
+
+    ``input_std`` > 0 draws W from N(0, input_std^2) instead: the reference adding script
+    (Sunnydreamrain/IndRNN_Theano_Lasagne, adding/adding.py) uses 0.001, so that a unit summing
+    T positive inputs through u ~ 1 starts near zero rather than at O(T).
     """
 
     max_recurrent: float = 0.0
+    input_std: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.max_recurrent >= 0:
             raise ValueError(f"max_recurrent must be >= 0 (0 = no bound); got {self.max_recurrent!r}")
+        if not self.input_std >= 0:
+            raise ValueError(f"input_std must be >= 0 (0 = lecun-normal); got {self.input_std!r}")
         super().__post_init__()
 
     @nn.compact
     def __call__(self, carry: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         H, bound = self.hidden_size, self.max_recurrent
         high = min(1.0, bound) if bound else 1.0
-        W = self.param("input_kernel", nn.initializers.lecun_normal(), (x.shape[-1], H))
+        W_init = nn.initializers.normal(self.input_std) if self.input_std else nn.initializers.lecun_normal()
+        W = self.param("input_kernel", W_init, (x.shape[-1], H))
         u = self.param("recurrent_weight", lambda k, s, d=jnp.float32: jax.random.uniform(k, s, d, 0.0, high), (H,))
         b = self.param("bias", nn.initializers.zeros_init(), (H,))
         if bound:

@@ -3,87 +3,48 @@
     python -m experiments.compare                     # rnn, lstm, gru on adding, T=100
     python -m experiments.compare --cells=lstm,gru --task=copy --seq_len=50 --steps=3000
 
-Trains each cell with `train_and_evaluate` into `<workdir>/<cell>/`, prints a Markdown
-table (final held-out metric, baseline, ratio, solved, steps/s) and writes
-`<workdir>/comparison.md` and `<workdir>/learning_curves.png`.
+The one-length case of a sweep (`experiments.sweep`, the code behind `benchmarks.tables`): each cell
+trains with `train_and_evaluate` into `<workdir>/<cell>_T<T>/` (a rerun resumes or skips it), and
+`<workdir>/comparison.md` (final held-out metrics as the task declares them, solved fraction),
+`comparison.csv` and `comparison_curves_T<T>.png` are written by the same report code as the tables.
 """
 
-import signal
+import shlex
 import sys
+import time
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 from absl import flags
 
-from experiments import io
-from experiments.config import Config, ConfigError, check_workdir, validate_cells
+from experiments.config import Config
 from experiments.flags import FLAGS, config_from_flags, define_config_flags, list_flag, run
-from experiments.report import fmt, markdown_table, mean_std
-from experiments.train import StopSignal, check_resumable, train_and_evaluate
+from experiments.sweep import Sweep, check_points, run_inline, write_report
 
 DEFAULTS = Config(task="adding", seq_len=100, hidden_size=64, batch_size=50, steps=2000, eval_every=100)
+NAME = "comparison"
+
+
+def comparison_sweep(config: Config, cells: list[str]) -> Sweep:
+    """`config` for each of `cells`, at its one length: a sweep with one column."""
+    settings = {k: v for k, v in config.to_dict().items() if k not in ("cell", "seq_len")}
+    return Sweep(settings=settings, grid={"cell": tuple(cells), "seq_len": (config.seq_len,)}, diagnostics=False)
 
 
 def compare(config: Config, cells: list[str], workdir: str | Path) -> str:
-    """Train `cells` under `config`; return the Markdown table (also written to the workdir)."""
-    configs = validate_cells(config, cells)  # every cell, and its saved run if any, before the first one trains
-    if len({_dirname(cell) for cell in cells}) < len(cells):
-        raise ConfigError(f"--cells={','.join(cells)}: two entries share a folder name ({_DIRNAME_RULE})")
-    workdir = check_workdir(workdir)
-    for cell, c in configs.items():
-        check_resumable(c, check_workdir(workdir / _dirname(cell)))
-    results = {}
-    with StopSignal() as stop:  # a signal stops every cell, not just the one training (then no table)
-        for cell, c in configs.items():
-            results[cell] = train_and_evaluate(c, workdir / _dirname(cell))
-            if name := results[cell]["stopped_by"] or (stop.received and signal.Signals(stop.received).name):
-                print(f"error: {name} received: stopped at cell {cell}; comparison.md was not written; rerun the "
-                      "same command to resume", file=sys.stderr)  # fmt: skip
-                sys.exit(128 + signal.Signals[name].value)
-    table = comparison_table(results)
-    io.atomic_write(workdir / "comparison.md", lambda f: f.write(table + "\n"))
-    first = next(iter(results.values()))
-    curves = {}
-    for cell in cells:
-        records = io.read_jsonl(workdir / _dirname(cell) / "metrics.jsonl")
-        steps = sorted({r["step"] for r in records})
-        values = np.array([[r["eval_loss"] for r in records if r["step"] == s] for s in steps])
-        curves[cell] = (steps, values)
-    from experiments.plots import plot_learning_curves  # matplotlib: imported only once there is something to plot
-
-    title = f"{config.task}, T={config.seq_len}, hidden {config.hidden_size}, {config.optimizer} {config.learning_rate}"
-    plot_learning_curves(curves, first["baseline"], first["metric"], workdir / "learning_curves.png", title)
-    return table
-
-
-def comparison_table(results: dict[str, dict[str, Any]]) -> str:
-    """One row per cell: final held-out metric (mean ± std over seeds), baseline, ratio, ..."""
-    first = next(iter(results.values()))
-    extra = sorted(k for k in first["mean"] if k not in ("loss", "ratio"))
-    headers = ["cell", "T", f"final {first['metric']}", "baseline", "ratio", *extra, "solved", "steps/s"]
-    rows = []
-    for cell, r in results.items():
-        finals = [s["final"] for s in r["seeds"]]
-        rows.append([
-            cell, r["seq_len"], mean_std([f["loss"] for f in finals]), fmt(r["baseline"]),
-            mean_std([f["ratio"] for f in finals]), *(mean_std([f[k] for f in finals]) for k in extra),
-            f"{sum(s['solved'] for s in r['seeds'])}/{len(finals)}", fmt(r["steps_per_s"]),
-        ])  # fmt: skip
-    return markdown_table(headers, rows)
-
-
-_DIRNAME_RULE = "a cell's folder is its name with ':' and '.' replaced by '_'"
-
-
-def _dirname(cell: str) -> str:
-    return cell.replace(":", "_").replace(".", "_")
+    """Train `cells` under `config`; return the Markdown report (also written to the workdir)."""
+    sweep = comparison_sweep(config, cells)
+    points = sweep.points()
+    workdir = check_points(points, workdir, sweep.measure, flag="workdir")
+    t0 = time.perf_counter()
+    loaded = run_inline(sweep.measure, points, workdir, NAME)
+    command = "python -m experiments.compare " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    return write_report(workdir, NAME, sweep, loaded, command, time.perf_counter() - t0)
 
 
 def main(argv: list[str]) -> None:
     cells = list_flag(FLAGS.cells, "cells")
     print(compare(config_from_flags(), cells, FLAGS.workdir))
-    print(f"\nwrote {Path(FLAGS.workdir) / 'comparison.md'} and {Path(FLAGS.workdir) / 'learning_curves.png'}")
+    print(f"wrote {Path(FLAGS.workdir) / (NAME + '.md')}, {NAME}.csv and {NAME}_curves_T{FLAGS.seq_len}.png")
 
 
 if __name__ == "__main__":

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import tables
-from experiments import gradients, io, train
+from experiments import gradients, io, sweep, train
 from experiments.checkpoint import UNREADABLE, saved_steps
 from experiments.config import Config, ConfigError
 from experiments.lock import WorkdirLockedError, workdir_lock
@@ -262,10 +261,10 @@ def test_tables_skips_a_point_another_process_trains_and_marks_it(tmp_path, caps
     point = tmp_path / "gru_T8"
     point.mkdir()
     with workdir_lock(point):
-        result = tables.run_point("adding", CFG, point)
+        result = sweep.run_point("train", CFG, point)
     assert result == {"busy": f"being trained by another process (pid {os.getpid()})"}
     assert "gru_T8: skipped" in capsys.readouterr().out and not (point / "config.json").exists()
-    assert tables.point_entry(result) == f"- (being trained by another process (pid {os.getpid()}))"
+    assert sweep.point_entry(result) == f"- (being trained by another process (pid {os.getpid()}))"
 
 
 # ----------------------------------------------------------------------------- 6: stopping a sweep
@@ -273,9 +272,9 @@ def test_tables_skips_a_point_another_process_trains_and_marks_it(tmp_path, caps
 
 def test_a_part_trained_point_is_marked_in_the_table(reference):
     results = {**reference[1], "steps_done": 20, "finished": False}
-    assert tables.point_entry({"results": results}).startswith("**part-trained: 20/60 steps**<br>")
-    assert tables.point_entry({"results": results}, first_line=True).startswith("**part-trained: 20/60 steps**<br>")
-    assert "part-trained" not in tables.point_entry({"results": reference[1]})
+    assert sweep.point_entry({"results": results}).startswith("**part-trained: 20/60 steps**<br>")
+    assert sweep.point_entry({"results": results}, first_line=True).startswith("**part-trained: 20/60 steps**<br>")
+    assert "part-trained" not in sweep.point_entry({"results": reference[1]})
 
 
 @pytest.mark.slow
@@ -297,17 +296,19 @@ def test_sigterm_stops_the_whole_tables_sweep_without_writing_the_table(tmp_path
 def test_a_signal_stops_every_cell_of_compare(tmp_path, monkeypatch, capsys):
     from experiments import compare
 
-    trained = []
+    trained, real = [], train.train_and_evaluate
 
-    def stopped(config, workdir):
+    def interrupted(config, workdir):  # SIGINT arrives while the first cell trains (caught by the sweep's handler)
         trained.append(config.cell)
-        return {"stopped_by": "SIGINT"}
+        signal.raise_signal(signal.SIGINT)
+        return real(config, workdir)
 
-    monkeypatch.setattr(compare, "train_and_evaluate", stopped)
+    monkeypatch.setattr(train, "train_and_evaluate", interrupted)
     with pytest.raises(SystemExit) as e:
         compare.compare(CFG, ["rnn", "gru"], tmp_path)
     assert e.value.code == 128 + signal.SIGINT and trained == ["rnn"] and not (tmp_path / "comparison.md").exists()
-    assert capsys.readouterr().err.startswith("error: SIGINT received: stopped at cell rnn; comparison.md was not")
+    err = capsys.readouterr().err
+    assert err.startswith("error: SIGINT received: the sweep stopped with 1 of 2 grid points done; comparison.md")
 
 
 # ----------------------------------------------------------------------------- 7: reruns

@@ -237,8 +237,8 @@ def test_names_empty_workdirs_damaged_configs_and_memory(one_line_errors, tmp_pa
     for name, text in [("empty", ""), ("list", "[]"), ("invalid", "{not json")]:  # each case in-process too
         (tmp_path / name).mkdir()
         (tmp_path / name / "config.json").write_text(text)
-    (tmp_path / "compare" / "rnn").mkdir(parents=True)
-    (tmp_path / "compare" / "rnn" / "config.json").write_text("[]")
+    (tmp_path / "compare" / "rnn_T100").mkdir(parents=True)
+    (tmp_path / "compare" / "rnn_T100" / "config.json").write_text("[]")
     huge_lstm = ["--cell=lstm", "--hidden_size=65536", "--seq_len=2", "--batch_size=1", "--num_seeds=8"]
     one_line_errors([
         ("experiments.compare", ["--cells=lstm,nope", f"--workdir={tmp_path / 'w'}"], "--cells=lstm,nope (nope): "),
@@ -247,7 +247,7 @@ def test_names_empty_workdirs_damaged_configs_and_memory(one_line_errors, tmp_pa
         ("experiments.gradients", ["--workdir="], "--workdir='': must name a folder"),
         ("experiments.train", [f"--workdir={tmp_path / 'empty'}"], f"--workdir={tmp_path / 'empty'}: "),
         ("experiments.train", [f"--workdir={tmp_path / 'invalid'}"], f"--workdir={tmp_path / 'invalid'}: "),
-        ("experiments.compare", [f"--workdir={tmp_path / 'compare'}"], f"--workdir={tmp_path / 'compare' / 'rnn'}: "),
+        ("experiments.compare", [f"--workdir={tmp_path / 'compare'}"], f"--workdir={tmp_path / 'compare'}/rnn_T100: "),
         ("experiments.gradients", [f"--from_workdirs={tmp_path / 'list'}"], "--from_workdirs: "),
         ("experiments.train", [*huge_lstm, f"--workdir={tmp_path / 'w'}"], "--hidden_size=65536: parameters"),
         ("experiments.gradients", ["--seq_len=100000", "--batch=65536", "--cells=rnn"], "--batch=65536: gradient"),

@@ -15,11 +15,12 @@ import pytest
 from tensorboardX.proto.event_pb2 import Event
 
 from benchmarks import launch
-from benchmarks.tables import PRESETS, point_config, point_dir
+from benchmarks.presets import PRESETS
 from experiments import io
 from experiments.checkpoint import saved_steps
 from experiments.config import ConfigError
 from experiments.lock import held_by, workdir_lock
+from experiments.sweep import PointKey, point_dir
 from experiments.tensorboard import read_scalars
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,7 +92,7 @@ def test_two_local_sweeps_at_once_train_every_point_once_and_match_inline(inline
         assert outputs.count(f"  {point}: trained: steps 0->20") == 1, outputs  # one worker trained it
         workdir = tmp_path / "adding" / point
         keys = keys_of(workdir)
-        assert len(keys) == len(set(keys)) == 3 * GRID.num_seeds  # steps 0, 10, 20; no record twice
+        assert len(keys) == len(set(keys)) == 3 * GRID.settings["num_seeds"]  # steps 0, 10, 20; no record twice
         results = io.read_json(workdir / "results.json")
         assert results["resumed_from"] == 0 and results["steps_done"] == 20 and results["finished"]
         assert finals(tmp_path, point) == finals(inline_smoke, point)  # the same numbers as inline
@@ -104,7 +105,7 @@ def test_two_local_sweeps_at_once_train_every_point_once_and_match_inline(inline
 
     # TensorBoard: one run per seed beside metrics.jsonl, the same scalars at the same (logging) steps
     workdir = tmp_path / "adding" / POINTS[0]
-    for seed in range(GRID.num_seeds):
+    for seed in range(GRID.settings["num_seeds"]):
         scalars = read_scalars(workdir / "tb" / f"seed_{seed}")
         records = [r for r in io.read_jsonl(workdir / "metrics.jsonl") if r["seed"] == seed]
         expected = {k for r in records for k, v in r.items() if k not in ("step", "seed") and v is not None}
@@ -158,7 +159,7 @@ def test_a_killed_worker_resumes_on_relaunch_and_a_preempted_one_is_requeued(tmp
     assert err.strip().splitlines()[-1].startswith("error: 1 of 1 grid points failed: rnn_T6")
     killed_at = max(saved_steps(workdir))
     assert killed_at >= 200 and not (workdir / "results.json").exists()
-    config = point_config("adding", "adding", launch_grid(), "rnn", 6)
+    config = launch_grid().points()[PointKey("rnn", 6)]
     status = launch.point_status("adding", config, workdir)
     assert status == launch.PointStatus("interrupted", f"interrupted at step {killed_at}/1500; a relaunch resumes it")
 
@@ -186,9 +187,7 @@ def test_a_killed_worker_resumes_on_relaunch_and_a_preempted_one_is_requeued(tmp
 
 
 def launch_grid():
-    import dataclasses
-
-    return dataclasses.replace(GRID, cells=("rnn",), seq_lens=(6,), steps=1500, hidden_size=64, batch_size=64)
+    return GRID.with_fields(cell="rnn", seq_len=6, steps=1500, hidden_size=64, batch_size=64)
 
 
 @pytest.mark.slow
@@ -198,10 +197,10 @@ def test_status_lines_for_finished_running_failed_and_not_started_points(inline_
     subprocess.run(["cp", "-r", str(inline_smoke / "adding" / "rnn_T6"), str(adding)], check=True)  # finished
     running = adding / "rnn_T12"  # trained up to step 10 of 20 by a process that holds the lock: this one
     running.mkdir()
-    config = point_config("adding", "adding", GRID, "rnn", 12)
+    config = GRID.points()[PointKey("rnn", 12)]
     io.write_json(running / "config.json", config.to_dict())
     io.append_jsonl(running / "metrics.jsonl", [{"step": s, "seed": 0, "steps_per_s": 4.0} for s in (0, 10)])
-    failed = point_config("adding", "adding", GRID, "gru", 6)
+    failed = GRID.points()[PointKey("gru", 6)]
     job = launch.PointJob("adding", failed.replace(cell="nosuchcell").to_dict(), str(adding / "gru_T6"))
     with pytest.raises(ConfigError):
         job()  # the job fails: error.txt in its workdir, first line the error
@@ -279,7 +278,7 @@ def test_the_slurm_launcher_submits_one_job_array_with_the_options_given(tmp_pat
         job = delayed.function
         assert isinstance(job, launch.PointJob) and Path(job.workdir) == (results / "adding" / point).absolute()
         cell, T = point.split("_T")
-        assert job.config == point_config("adding", "adding", GRID, cell, int(T)).to_dict()
+        assert job.config == GRID.points()[PointKey(cell, int(T))].to_dict()
         assert job.env_defaults == {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"} and job.env == {}
         again = job.checkpoint()
         assert again.function == job and again.function is not job and not again.args
@@ -331,11 +330,11 @@ def test_memory_policy_per_job_and_sbatch_option_parsing(tmp_path):
         "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
         "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.225",
     }
-    configs = {("rnn", 6): point_config("adding", "adding", GRID, "rnn", 6)}
+    configs = {PointKey("rnn", 6): GRID.points()[PointKey("rnn", 6)]}
     (job,) = launch.make_jobs("adding", configs, tmp_path, "local", 3).values()
     assert job.env_defaults["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.3"
     assert job.env == {"CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES")}  # not submitit's ""
-    assert job.workdir == str(point_dir(tmp_path, "adding", configs["rnn", 6]).absolute())
+    assert job.workdir == str(point_dir(tmp_path / "adding", PointKey("rnn", 6)).absolute())
     parsed = launch.parse_additional("mem=32G,nodelist=a,b,requeue=")
     assert parsed == {"mem": "32G", "nodelist": "a,b", "requeue": True}
     for bad in ("partition=x", "time=10", "array=0-3", "=x", "x", "exclusive=,a"):

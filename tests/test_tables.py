@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.tables import PRESETS, PUBLISHED, _matches, metric_entry
+from benchmarks.presets import PRESETS
+from experiments.sweep import PUBLISHED, matches, metric_entry
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,19 +30,20 @@ def test_smoke_preset_writes_tables_and_resumes(tmp_path):
     out = tmp_path / "adding"
     report = (out / "adding.md").read_text()
     grid = PRESETS["smoke"]["adding"]
+    seeds = grid.settings["num_seeds"]
     for cell in grid.cells:
         assert f"| {cell} |" in report
     assert "## Published, beside ours" in report and "Bai, Kolter & Koltun 2018" in report
     assert "Versions: python" in report and "Command: `python -m benchmarks.tables" in report
     rows = read_csv(out / "adding.csv")
-    assert len(rows) == len(grid.cells) * len(grid.seq_lens) * grid.num_seeds
+    assert len(rows) == len(grid.cells) * len(grid.seq_lens) * seeds
     assert {"final_loss", "diag_init_decay_rate", "diag_end_horizon", "solved_at_step"} <= set(rows[0])
     for T in grid.seq_lens:
         assert (out / f"adding_curves_T{T}.png").stat().st_size > 0
     assert (out / "adding_final_vs_T.png").stat().st_size > 0
 
     again = tables("--table=adding", "--preset=smoke", f"--results_dir={tmp_path}")
-    assert again.returncode == 0 and again.stdout.count("finished earlier, skipped") == len(rows) // grid.num_seeds
+    assert again.returncode == 0 and again.stdout.count("finished earlier, skipped") == len(rows) // seeds
     assert read_csv(out / "adding.csv") == rows
 
 
@@ -66,14 +68,15 @@ def test_published_figures_are_well_formed():
         if r["value"]:
             float(r["value"])
     tcn_gru = next(r for r in rows if r["cell"] == "gru" and r["task"] == "adding")
-    assert float(tcn_gru["value"]) == 5.3e-5 and _matches(tcn_gru, "gru", 600) and not _matches(tcn_gru, "gru", 601)
+    assert float(tcn_gru["value"]) == 5.3e-5 and matches(tcn_gru, "gru", 600) and not matches(tcn_gru, "gru", 601)
     open_ended = next(r for r in rows if r["cell"] == "lstm" and r["task"] == "adding" and not r["seq_len_max"])
-    assert _matches(open_ended, "lstm", 10_000)
+    assert matches(open_ended, "lstm", 10_000)
 
 
 def test_metric_entry_marks_solved_and_diverged_seeds():
     results = {
         "task": "adding",
+        "seq_len": 100,
         "seeds": [
             {"final": {"loss": 0.001}, "solved": True, "solved_at_step": 400, "diverged_at_step": None},
             {"final": {"loss": 0.003}, "solved": True, "solved_at_step": 600, "diverged_at_step": None},
