@@ -4,12 +4,21 @@ from typing import Any
 
 from plugins import Registry, parse_options
 from tasks.adding import Adding
+from tasks.associative_recall import AssociativeRecall
 from tasks.base import Task
 from tasks.copy_memory import CopyMemory
+from tasks.digits import Digits, PermutedDigits
+from tasks.selective_copy import SelectiveCopy
+from tasks.temporal_order import TemporalOrder
 
 TASKS = Registry("task")
 TASKS.register("copy", CopyMemory)
 TASKS.register("adding", Adding)
+TASKS.register("selective_copy", SelectiveCopy)
+TASKS.register("associative_recall", AssociativeRecall)
+TASKS.register("temporal_order", TemporalOrder)
+TASKS.register("digits", Digits)
+TASKS.register("permuted_digits", PermutedDigits)
 
 
 def make_task(spec: str, seq_len: int, options: str | dict[str, Any] = "") -> Task:
@@ -33,4 +42,15 @@ def make_task(spec: str, seq_len: int, options: str | dict[str, Any] = "") -> Ta
         raise ValueError(f"task {spec!r} rejected options {options}: {e}") from None
 
 
-__all__ = ["TASKS", "Adding", "CopyMemory", "Task", "make_task"]
+__all__ = [
+    "TASKS",
+    "Adding",
+    "AssociativeRecall",
+    "CopyMemory",
+    "Digits",
+    "PermutedDigits",
+    "SelectiveCopy",
+    "Task",
+    "TemporalOrder",
+    "make_task",
+]
