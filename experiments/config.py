@@ -40,13 +40,20 @@ class Config:
     batch_size: int = _field(50, "Training sequences per step (fresh each step).")
     steps: int = _field(2000, "Training steps; a larger value extends a finished run on resume.")
     optimizer: str = _field("adam", "Optimizer: adam, rmsprop or sgd (with --momentum).")
-    learning_rate: float = _field(1e-3, "Learning rate.")
+    learning_rate: float | tuple[float, ...] = _field(
+        1e-3,
+        "Learning rate, or a comma-separated list of them in increasing order (e.g. 1e-4,3e-4,1e-3): a sweep, every "
+        "rate x seed trained together in one program; results report each rate and the best one on the validation "
+        "split.",
+    )
     momentum: float = _field(0.9, "Momentum of sgd (0 = plain sgd); adam and rmsprop ignore it.")
     clip_norm: float = _field(1.0, "Clip gradients to this global norm before the update (0 = off).")
     eval_every: int = _field(100, "Evaluate on the held-out set and log every this many steps.")
     eval_size: int = _field(1000, "Sequences in the fixed held-out evaluation set.")
     seed: int = _field(0, "Seed of parameters and training data.")
-    num_seeds: int = _field(1, "Train seeds seed..seed+num_seeds-1 together in one program (vmap).")
+    num_seeds: int = _field(
+        1, "Train seeds seed..seed+num_seeds-1 together in one program (vmap); with several --learning_rate, each."
+    )
     checkpoint_every: int = _field(1000, "Save a checkpoint every this many steps (0 = only at the end).")
     diag_every: int = _field(0, "Measure gradient diagnostics every this many steps (0 = off).")
     remat: int = _field(0, "Recompute activations in chunks of this many steps on the backward pass (0 = off).")
@@ -62,11 +69,19 @@ class Config:
     )
     unroll: int = _field(0, "Time steps per iteration of the time scans (0 = per backend: experiments.policy).")
     seed_chunk: int = _field(0, "Seeds per device vmapped at once, the rest looped (0 = per backend and memory).")
-    num_devices: int = _field(0, "Local devices the seeds are sharded over (0 = the most that divide --num_seeds).")
+    num_devices: int = _field(
+        0, "Local devices the seeds (x learning rates) are sharded over (0 = the most that divide their number)."
+    )
     matmul_precision: str = _field(
         "highest", "fp32 matmul precision: highest (reproducible fp32) or default (lets a GPU use TF32)."
     )
     tensorboard: bool = _field(True, "Write TensorBoard event files beside metrics.jsonl: <workdir>/tb/seed_<s>/.")
+
+    def __post_init__(self) -> None:
+        # a list of rates is stored as a tuple (config.json holds a list), one rate as a plain number
+        if isinstance(self.learning_rate, list | tuple):
+            rates = tuple(self.learning_rate)
+            object.__setattr__(self, "learning_rate", rates[0] if len(rates) == 1 else rates)
 
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)
@@ -76,6 +91,7 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Config":
+        """The Config of a `to_dict` (or its JSON: a list of learning rates comes back as the tuple)."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
@@ -101,11 +117,75 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
         raise ConfigError(f"--{name}={value!r}: must be one of {', '.join(allowed)}")
 
 
+LEARNING_RATES_RULE = "must be a finite number > 0, or a comma-separated list of them in increasing order (a sweep)"
+MAX_MEMBERS = 1024  # seeds x learning rates trained in one program
+
+
+def learning_rates(config: Config) -> tuple[float, ...]:
+    """The run's learning rates, R >= 1 of them: `(lr,)` for one rate, the sweep's list otherwise."""
+    lr = config.learning_rate
+    return tuple(lr) if isinstance(lr, list | tuple) else (lr,)
+
+
+def parse_learning_rates(text: str) -> float | tuple[float, ...]:
+    """`--learning_rate`'s text: one number -> a float, a comma-separated list -> a tuple of floats.
+
+    ConfigError (one line, naming --learning_rate and what it allows) unless each is a finite number > 0 and
+    the list is strictly increasing (so distinct; one order, so one config per set of rates).
+    """
+    items = [s.strip() for s in str(text).split(",")]
+    try:
+        rates = tuple(float(s) for s in items)
+    except ValueError:
+        rates = ()
+    if not rates or not _valid_rates(rates):
+        raise ConfigError(f"--learning_rate={text!r}: {LEARNING_RATES_RULE}")
+    return rates[0] if len(rates) == 1 else rates
+
+
+def _valid_rates(rates: tuple[Any, ...]) -> bool:
+    numbers = all(isinstance(r, int | float) and not isinstance(r, bool) and math.isfinite(r) and r > 0 for r in rates)
+    return bool(rates) and numbers and all(a < b for a, b in zip(rates, rates[1:], strict=False))
+
+
+def _check_learning_rates(config: Config) -> None:
+    rates = learning_rates(config)
+    if not _valid_rates(rates):
+        shown = ",".join(map(str, rates)) if isinstance(config.learning_rate, tuple) else repr(config.learning_rate)
+        raise ConfigError(f"--learning_rate={shown}: {LEARNING_RATES_RULE}")
+    if (members := num_members(config)) > MAX_MEMBERS:
+        raise ConfigError(
+            f"--num_seeds={config.num_seeds} x {len(rates)} learning rates = {members} runs in one program: "
+            f"must be at most {MAX_MEMBERS}; lower --num_seeds or give fewer --learning_rate values"
+        )
+
+
+def num_members(config: Config) -> int:
+    """Runs trained together: --num_seeds x the number of learning rates (the leading axis of the state)."""
+    return config.num_seeds * len(learning_rates(config))
+
+
+def members(config: Config) -> list[tuple[int, float]]:
+    """(seed, learning rate) of each member, in the order of the state's leading axis: member m = r * S + s
+    trains seed `config.seed + s` at `learning_rates(config)[r]` (S = --num_seeds)."""
+    return [(config.seed + s, lr) for lr in learning_rates(config) for s in range(config.num_seeds)]
+
+
+def _what_is_sharded(config: Config) -> tuple[str, str]:
+    """How errors name the sharded axis: ("--num_seeds=4", "seeds") or ("--num_seeds=2 x 3 learning rates = 6
+    runs", "runs") for a sweep."""
+    if (rates := len(learning_rates(config))) == 1:
+        return f"--num_seeds={config.num_seeds}", "seeds"
+    return f"--num_seeds={config.num_seeds} x {rates} learning rates = {num_members(config)} runs", "runs"
+
+
 def num_devices(config: Config, available: int) -> int:
-    """Devices the seeds are sharded over: --num_devices, or the most (<= available) dividing --num_seeds."""
+    """Devices the members are sharded over: --num_devices, or the most (<= available) dividing their number
+    (--num_seeds x the number of learning rates)."""
     if config.num_devices:
         return config.num_devices
-    return max(d for d in range(1, min(available, config.num_seeds) + 1) if config.num_seeds % d == 0)
+    n = num_members(config)
+    return max(d for d in range(1, min(available, n) + 1) if n % d == 0)
 
 
 def _check_devices(config: Config) -> None:
@@ -114,10 +194,11 @@ def _check_devices(config: Config) -> None:
     available = jax.local_device_count()
     if config.num_devices > available:
         raise ConfigError(f"--num_devices={config.num_devices}: only {available} local devices")
-    if config.num_seeds % config.num_devices:
+    if num_members(config) % config.num_devices:
+        what, unit = _what_is_sharded(config)
         raise ConfigError(
-            f"--num_seeds={config.num_seeds} is not a multiple of --num_devices={config.num_devices}: "
-            "each device trains the same number of seeds"
+            f"{what} is not a multiple of --num_devices={config.num_devices}: "
+            f"each device trains the same number of {unit}"
         )
 
 
@@ -157,8 +238,8 @@ def validate(config: Config, diagnostics_batch: int | None = None) -> None:
     _int_between("num_devices", config.num_devices, 0, 4096)
     _choice("sequence_path", config.sequence_path, policy.PATHS)
     _choice("matmul_precision", config.matmul_precision, policy.PRECISIONS)
+    _check_learning_rates(config)
     _check_devices(config)
-    _positive_float("learning_rate", config.learning_rate)
     _positive_float("clip_norm", config.clip_norm, allow_zero=True)
     _positive_float("momentum", config.momentum, allow_zero=True)
     if config.momentum >= 1:
@@ -303,7 +384,8 @@ def memory_estimate(config: Config, model: SequenceModel, task: Task, diagnostic
     activations: the backward pass's (`SequenceModel.activation_bytes`); batch: a training batch;
     parameters: parameters, gradients and optimizer state; eval: the held-out set and one chunk's
     forward pass; diagnostics: a backward pass over the diagnostics batch with its per-step carry gradients.
-    All per seed, times --num_seeds (the eval set is shared).
+    All per member, times the members (--num_seeds x the learning rates; the eval set is shared: a sweep's
+    validation set is evaluated after the test set, in the same memory).
     """
     key, one = jax.random.PRNGKey(0), jax.ShapeDtypeStruct((1, 2, task.input_size), jnp.float32)
 
@@ -314,7 +396,7 @@ def memory_estimate(config: Config, model: SequenceModel, task: Task, diagnostic
 
     params, carry, y = jax.eval_shape(shapes, one)
     slots = OPTIMIZER_SLOTS[config.optimizer] if config.optimizer != "sgd" or config.momentum else 0
-    T, seeds = task.length, config.num_seeds
+    T, seeds = task.length, num_members(config)
     # per sequence and step, what an evaluation's forward pass stacks: outputs y and the readout's, when it reads all
     per_step = (y.size * y.dtype.itemsize + task.num_outputs * 4) if task.readout == "all" else 0
 
@@ -349,20 +431,21 @@ def _check_memory(
     parts = ", ".join(f"{k} {gib(v)}" for k, v in estimate.items() if v)
     total = f"in all ~{gib(need)} GiB ({parts}), more than {fraction:.0%} of this machine's {gib(ram)} GiB"
     largest = max(estimate, key=estimate.get)
+    seeds = "--num_seeds" if len(learning_rates(config)) == 1 else "--num_seeds or the --learning_rate list"
     if largest in ("activations", "batch"):
         k = max(2, math.isqrt(task.length))
-        with_remat = config.num_seeds * dataclasses.replace(model, remat=k).activation_bytes(
+        with_remat = num_members(config) * dataclasses.replace(model, remat=k).activation_bytes(
             config.batch_size, task.length, task.input_size
         )
         remat = f"add --remat={k} (~{with_remat / 2**30:.2f} GiB of activations) or " if k != config.remat else ""
         raise ConfigError(
             f"--seq_len={config.seq_len}: the backward pass would keep ~{gib(estimate['activations'])} GiB of "
-            f"activations, {total}; {remat}lower --batch_size, --hidden_size or --num_seeds"
+            f"activations, {total}; {remat}lower --batch_size, --hidden_size or {seeds}"
         )
     if largest == "parameters":
         raise ConfigError(
             f"--hidden_size={config.hidden_size}: parameters, gradients and {config.optimizer} state would take "
-            f"~{gib(estimate['parameters'])} GiB, {total}; lower --hidden_size or --num_seeds"
+            f"~{gib(estimate['parameters'])} GiB, {total}; lower --hidden_size or {seeds}"
         )
     if largest == "eval":
         raise ConfigError(

@@ -10,18 +10,46 @@ from typing import Any
 from absl import app, flags
 
 from experiments import io
-from experiments.config import Config, ConfigError
+from experiments.config import Config, ConfigError, parse_learning_rates
 
 FLAGS = flags.FLAGS
 _DEFINERS = {int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string, bool: flags.DEFINE_bool}
 
 
+class _LearningRatesParser(flags.ArgumentParser):
+    """`--learning_rate`: one number (a float) or a comma-separated list in increasing order (a tuple)."""
+
+    syntactic_help = "a number, or a comma-separated list of numbers"
+
+    def parse(self, argument: Any) -> float | tuple[float, ...]:
+        if not isinstance(argument, str):  # the default, a Config value
+            return argument
+        try:
+            return parse_learning_rates(argument)
+        except ConfigError as e:  # absl words it `flag --learning_rate=...: <this>`; `run` prints it in one line
+            raise ValueError(str(e).partition(": ")[2]) from None
+
+    def flag_type(self) -> str:
+        return "float list"
+
+
+class _LearningRatesSerializer(flags.ArgumentSerializer):
+    def serialize(self, value: Any) -> str:
+        return ",".join(map(repr, value)) if isinstance(value, tuple) else repr(value)
+
+
 def define_config_flags(defaults: Config | None = None, exclude: Iterable[str] = ()) -> None:
-    """One flag per Config field (same name, type, default and help)."""
+    """One flag per Config field (same name, type, default and help); `--learning_rate` takes a list too."""
     defaults = defaults or Config()
     for field in dataclasses.fields(Config):
-        if field.name not in exclude:
-            value = getattr(defaults, field.name)
+        if field.name in exclude:
+            continue
+        value = getattr(defaults, field.name)
+        if field.name == "learning_rate":
+            flags.DEFINE(
+                _LearningRatesParser(), field.name, value, field.metadata["help"], serializer=_LearningRatesSerializer()
+            )
+        else:
             _DEFINERS[type(value)](field.name, value, field.metadata["help"])
 
 
