@@ -367,12 +367,15 @@ def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
 class TrainingRecorder:
     """Gradient diagnostics during training, called by `experiments.train` when diag_every > 0.
 
-    `recorder(step, params)` (params with a leading seed axis) measures every seed on a fixed
-    diagnostics batch (key DIAG_SEED, `batch_size` sequences) and rewrites, atomically:
+    `recorder(step, params)` (params with the leading member axis of `experiments.train`: seeds, or
+    seeds x learning rates in a sweep) measures every member on a fixed diagnostics batch (key
+    DIAG_SEED, `batch_size` sequences) and rewrites, atomically:
 
-    - diagnostics.npz: "steps" (R,), "seeds" (S,), "t" (T,) = 1..T (step index, see module doc),
-      "jacobian_t" (K,) and every `diagnose` key stacked as (R, S, ...), R = recorded steps.
-    - diagnostics.jsonl: one record per seed per recorded step with `summarize_arrays` summaries.
+    - diagnostics.npz: "steps" (R,), "seeds" (M,) and "learning_rates" (M,) of the M members, "t" (T,)
+      = 1..T (step index, see module doc), "jacobian_t" (K,) and every `diagnose` key stacked as
+      (R, M, ...), R = recorded steps. Without a sweep the members are the seeds (M = S).
+    - diagnostics.jsonl: one record per member per recorded step, "step", "seed", "learning_rate" and
+      the `summarize_arrays` summaries.
 
     One compiled program for the whole run. A resumed run keeps the records before its first
     new step and replaces the rest.
@@ -394,7 +397,8 @@ class TrainingRecorder:
         self.inputs, self.targets = exp.task.sample(jax.random.PRNGKey(DIAG_SEED), batch_size)
         self.length = int(self.inputs.shape[1])
         self.ts = jnp.asarray(jacobian_points(self.length, jacobian_points_count))
-        self.seeds = np.arange(exp.config.seed, exp.config.seed + exp.config.num_seeds)
+        self.seeds = np.asarray([seed for seed, _ in exp.members], np.int64)
+        self.learning_rates = np.asarray([rate for _, rate in exp.members], np.float64)
         self._fn = make_diagnose_fn(exp.model, exp.task, True, jacobian_examples, power_iters)
         self.npz_path = self.workdir / "diagnostics.npz"
         self.jsonl_path = self.workdir / "diagnostics.jsonl"
@@ -406,8 +410,12 @@ class TrainingRecorder:
         try:
             with np.load(self.npz_path) as z:
                 data = {k: z[k] for k in z.files}
-            keys = [k for k in data if k not in ("steps", "seeds", "t", "jacobian_t")]
-            if data["t"].shape != (self.length,) or not np.array_equal(data["seeds"], self.seeds):
+            keys = [k for k in data if k not in ("steps", "seeds", "learning_rates", "t", "jacobian_t")]
+            rates = data.get("learning_rates")  # none in a file from before sweeps: one rate, the run's
+            same_rates = (
+                np.array_equal(rates, self.learning_rates) if rates is not None else len(set(self.learning_rates)) == 1
+            )
+            if data["t"].shape != (self.length,) or not np.array_equal(data["seeds"], self.seeds) or not same_rates:
                 raise ValueError("shapes differ")
             steps = [int(s) for s in data["steps"]]
             return steps, [{k: data[k][r] for k in keys} for r in range(len(steps))]
@@ -422,12 +430,14 @@ class TrainingRecorder:
         self._rows = [self._rows[r] for r in keep] + [{k: np.asarray(v) for k, v in out.items()}]
         arrays = {k: np.stack([row[k] for row in self._rows]) for k in self._rows[-1]}
         arrays.update(
-            steps=np.asarray(self._steps), seeds=self.seeds, t=np.arange(1, self.length + 1), jacobian_t=self.ts
-        )
+            steps=np.asarray(self._steps), seeds=self.seeds, learning_rates=self.learning_rates,
+            t=np.arange(1, self.length + 1), jacobian_t=self.ts,
+        )  # fmt: skip
         write_npz(self.npz_path, arrays)
         records = [r for r in io.read_jsonl(self.jsonl_path) if r.get("step", step) < step]
-        for i, seed in enumerate(self.seeds):
+        for i, (seed, rate) in enumerate(zip(self.seeds, self.learning_rates, strict=True)):
             summary = summarize_arrays({k: np.asarray(v[i]) for k, v in out.items()}, self.horizon_fraction)
-            records.append(to_json_safe({"step": int(step), "seed": int(seed), **summary}))
+            member = {"step": int(step), "seed": int(seed), "learning_rate": float(rate)}
+            records.append(to_json_safe({**member, **summary}))
         io.write_jsonl(self.jsonl_path, records)
         return out

@@ -4,9 +4,11 @@
     python -m experiments.gradients --from_workdirs=runs/lstm,runs/gru --workdir=DIR
 
 Each cell of --cells is measured at initialisation (parameters of seeds --seed .. as
-`experiments.train` would start them); each run of --from_workdirs at its latest checkpoint,
-with its own saved config. All runs share one task and length and one fixed batch of --batch
-sequences. Index convention, measurements and summaries: `experiments.diagnostics`.
+`experiments.train` would start them; the learning rate plays no part yet, so a --learning_rate
+list measures each seed once); each run of --from_workdirs at its latest checkpoint, with its own
+saved config, every member (seed, and learning rate in a sweep) of it. All runs share one task
+and length and one fixed batch of --batch sequences. Index convention, measurements and
+summaries: `experiments.diagnostics`.
 
 Writes to --workdir: gradients.json (summaries per run), gradients.npz (the per-step arrays),
 grad_norms.png, input_sensitivity.png, jacobian_sigma.png and, for trained runs,
@@ -25,7 +27,7 @@ import numpy as np
 
 from experiments import diagnostics as diag
 from experiments import io
-from experiments.config import Config, ConfigError, check_workdir, validate, validate_cells
+from experiments.config import Config, ConfigError, check_workdir, members, validate, validate_cells
 from experiments.report import fmt, markdown_table
 
 INDEX_CONVENTION = (
@@ -45,7 +47,9 @@ class Spec:
 
 @dataclasses.dataclass
 class Run:
-    """One measured (spec, seed): `arrays` is one `diagnose` output without the seed axis."""
+    """One measured (spec, member): `arrays` is one `diagnose` output without the member axis.
+
+    `learning_rate`: the member's rate in a trained run; None at initialisation (no rate has acted)."""
 
     label: str
     spec: Spec
@@ -54,6 +58,7 @@ class Run:
     arrays: dict[str, np.ndarray]
     summary: dict[str, Any]
     training: dict[str, Any] | None = None
+    learning_rate: float | None = None
 
 
 # ---------------------------------------------------------------------------- validation
@@ -105,19 +110,28 @@ def check_same_task(specs: list[Spec]) -> None:
 # ---------------------------------------------------------------------------- measuring
 
 
+def spec_members(spec: Spec) -> list[tuple[int, float | None]]:
+    """(seed, learning rate) along the leading axis of `load_params`: a trained run's members
+    (`config.members`), or at init each seed once with rate None (no rate has acted yet)."""
+    if spec.source == "init":
+        return [(spec.config.seed + i, None) for i in range(spec.config.num_seeds)]
+    return members(spec.config)
+
+
 def load_params(spec: Spec) -> tuple[Any, int]:
-    """Parameters with a leading seed axis, and the training step they are from (0 at init)."""
-    from experiments.train import Experiment
+    """Parameters with a leading member axis (`spec_members`), and the training step they are from (0 at init)."""
+    from experiments.train import Experiment, restore_latest
 
     exp = Experiment(spec.config)
-    seeds = jnp.arange(spec.config.seed, spec.config.seed + spec.config.num_seeds)
     if spec.source == "init":
+        seeds = jnp.arange(spec.config.seed, spec.config.seed + spec.config.num_seeds)
         return exp.compiled_init()(seeds).params, 0
     from experiments.checkpoint import Checkpoints
 
     checkpoints = Checkpoints(spec.source)
+    like = jax.eval_shape(exp.init_states, *exp.member_inputs())
     try:  # the newest checkpoint that restores (a damaged one: one warning line, then the one before)
-        restored = checkpoints.restore_latest(jax.eval_shape(exp.init_states, seeds), "from_workdirs", quarantine=False)
+        restored = restore_latest(checkpoints, Path(spec.source), like, "from_workdirs", quarantine=False)
     finally:
         checkpoints.close()
     if restored is None:
@@ -126,10 +140,11 @@ def load_params(spec: Spec) -> tuple[Any, int]:
     return state.params, int(step)
 
 
-def _label(spec: Spec, seed: int, step: int, used: set[str]) -> str:
+def _label(spec: Spec, seed: int, step: int, used: set[str], learning_rate: float | None = None) -> str:
     c = spec.config
     label = c.cell.rpartition(":")[2] + (f"({c.cell_options})" if c.cell_options else "")  # pkg.mod:Class -> Class
     label += f" s{seed}" if c.num_seeds > 1 else ""
+    label += f" lr{learning_rate:g}" if learning_rate is not None and isinstance(c.learning_rate, tuple) else ""
     label += f" @{step}" if spec.source != "init" else ""
     if label in used:
         label += f" [{Path(spec.source).name}]"
@@ -139,9 +154,12 @@ def _label(spec: Spec, seed: int, step: int, used: set[str]) -> str:
     return label
 
 
-def training_record(workdir: str, seed: int) -> dict[str, Any] | None:
-    """Pre-clip gradient norms per logging step from metrics.jsonl, and their summaries."""
+def training_record(workdir: str, seed: int, learning_rate: float | None = None) -> dict[str, Any] | None:
+    """Pre-clip gradient norms per logging step of one member from metrics.jsonl, and their summaries
+    (`learning_rate`: the member's, in a sweep; records from before sweeps have none and match any)."""
     records = [r for r in io.read_jsonl(Path(workdir) / "metrics.jsonl") if r.get("seed") == seed]
+    if learning_rate is not None:
+        records = [r for r in records if r.get("learning_rate", learning_rate) == learning_rate]
     records = [r for r in records if r.get("grad_norm") is not None]
     if not records:
         return None
@@ -178,12 +196,12 @@ def measure_specs(
         params, step = load_params(spec)
         fn = diag.make_diagnose_fn(exp.model, exp.task, True, jacobian_examples, power_iters)
         out = jax.device_get(fn(params, inputs, targets, jnp.asarray(ts)))
-        for i in range(spec.config.num_seeds):
-            seed = spec.config.seed + i
+        for i, (seed, rate) in enumerate(spec_members(spec)):
             arrays = {k: np.asarray(v[i]) for k, v in out.items()}
-            training = None if spec.source == "init" else training_record(spec.source, seed)
+            training = None if spec.source == "init" else training_record(spec.source, seed, rate)
             summary = diag.summarize_arrays(arrays, horizon_fraction)
-            runs.append(Run(_label(spec, seed, step, used), spec, seed, step, arrays, summary, training))
+            label = _label(spec, seed, step, used, rate)
+            runs.append(Run(label, spec, seed, step, arrays, summary, training, rate))
     return runs, ts
 
 
@@ -250,6 +268,7 @@ def save_results(runs: list[Run], ts: np.ndarray, workdir: Path, horizon_fractio
                 "source": r.spec.source,
                 "step": r.step,
                 "seed": r.seed,
+                "learning_rate": r.learning_rate,
                 **r.summary,
                 "training": r.training,
             }
@@ -317,13 +336,18 @@ def write_plots(runs: list[Run], ts: np.ndarray, workdir: Path) -> list[Path]:
             continue
         with np.load(hist) as z:
             steps, values, t_hist = z["steps"], z["carry_grad_mean"], z["t"]
+            rates = z["learning_rates"] if "learning_rates" in z.files else None
+        at_rate = ""
+        if rates is not None and len(set(rates.tolist())) > 1:  # a sweep: the members of its best rate
+            best = _best_learning_rate(source, float(rates[0]))
+            values, at_rate = values[:, rates == best], f", lr {best:g} (best on valid)"
         with np.errstate(divide="ignore"):
             logmean = np.log10(values).mean(axis=1)  # geometric mean over seeds: (R, T)
         name = "heatmap_" + re.sub(r"[^A-Za-z0-9_.-]", "_", spec.config.cell)
         while name in heatmaps:
             name += "_" + re.sub(r"[^A-Za-z0-9_.-]", "_", Path(source).name)
         heatmaps.add(name)
-        seeds = f", geometric mean of {values.shape[1]} seeds" if values.shape[1] > 1 else ""
+        seeds = (f", geometric mean of {values.shape[1]} seeds" if values.shape[1] > 1 else "") + at_rate
         plots.plot_heatmap(
             steps, t_hist, 10.0**logmean, workdir / f"{name}.png",
             title=rf"$\log_{{10}} \|\partial L/\partial h_{{t-1}}\|$ in training: {spec.config.cell} ({source}{seeds})",
@@ -336,6 +360,15 @@ def write_plots(runs: list[Run], ts: np.ndarray, workdir: Path) -> list[Path]:
         plots.plot_training_grad_norm(runs_tr, workdir / "train_grad_norm.png", title="Gradient norm during training")
         written.append(workdir / "train_grad_norm.png")
     return written
+
+
+def _best_learning_rate(workdir: str, default: float) -> float:
+    """results.json's best_learning_rate of a trained sweep; `default` while it has none (not finished)."""
+    try:
+        best = io.read_json(Path(workdir) / "results.json").get("best_learning_rate")
+    except (OSError, ValueError, AttributeError):
+        best = None
+    return float(best) if isinstance(best, int | float) else default
 
 
 # ---------------------------------------------------------------------------- entry point

@@ -1,12 +1,14 @@
-"""TensorBoard event files beside metrics.jsonl: one run per seed, `<workdir>/tb/seed_<s>/`.
+"""TensorBoard event files beside metrics.jsonl: one run per seed, `<workdir>/tb/seed_<s>/`, and in a
+learning-rate sweep one per member, `<workdir>/tb/lr_<rate>/seed_<s>/`.
 
     tensorboard --logdir runs/x/tb          # or --logdir results/quick/adding for a whole table
 
 `experiments.train` hands `TensorBoardLog.write` the host-side records it appends to
 metrics.jsonl, at the logging steps only (no extra host sync): every numeric field becomes a scalar
 with the same name (`train_loss`, `eval_loss`, `eval_ratio`, `grad_norm`, ..., `diverged` as 0/1,
-`steps_per_s`); `null` fields are skipped. The events are written with tensorboardX's own event
-writer (`EventsWriter`, `summary.scalar`), synchronously: no background thread or queue per seed,
+`steps_per_s`; not `learning_rate`, which the folder names); `null` fields are skipped. The events
+are written with tensorboardX's own event writer (`EventsWriter`, `summary.scalar`),
+synchronously: no background thread or queue per seed,
 and each logging step is flushed (and fsynced) before training goes on, so a killed run loses
 nothing it logged.
 
@@ -50,42 +52,47 @@ def _tbx() -> types.SimpleNamespace:
     return _TBX[0]
 
 
-def seed_dir(workdir: str | Path, seed: int) -> Path:
-    return Path(workdir) / FOLDER / f"seed_{seed}"
+def seed_dir(workdir: str | Path, seed: int, learning_rate: float | None = None) -> Path:
+    """The event folder of one member: tb/seed_<s>, or tb/lr_<rate>/seed_<s> in a sweep (`learning_rate` given;
+    the rate as Python writes it, e.g. lr_0.0003, so distinct rates get distinct folders)."""
+    sweep = f"lr_{float(learning_rate)!r}" if learning_rate is not None else ""
+    return Path(workdir) / FOLDER / sweep / f"seed_{seed}"
 
 
 class TensorBoardLog:
-    """Per-seed event files of one training session, opened on first write."""
+    """Per-member event files of one training session, opened on first write; `sweep`: folders per rate too."""
 
-    def __init__(self, workdir: str | Path):
+    def __init__(self, workdir: str | Path, sweep: bool = False):
         self.workdir = Path(workdir)
+        self.sweep = sweep
         self.purge_step: int | None = None
-        self._writers: dict[int, Any] = {}  # seed -> tensorboardX EventsWriter
+        self._writers: dict[tuple[int, float | None], Any] = {}  # (seed, rate) -> tensorboardX EventsWriter
 
     def resume(self, step: int) -> None:
         """This session continues a run from `step`: events after it from earlier sessions are orphans."""
         self.purge_step = step + 1 if step else None
 
-    def _writer(self, seed: int) -> Any:
-        if seed not in self._writers:
+    def _writer(self, seed: int, learning_rate: float | None) -> Any:
+        key = (seed, learning_rate)
+        if key not in self._writers:
             tbx = _tbx()
-            folder = seed_dir(self.workdir, seed)
+            folder = seed_dir(self.workdir, seed, learning_rate)
             folder.mkdir(parents=True, exist_ok=True)
             # time in ns: two sessions within one second (a quick resume) get two files, in order
             writer = tbx.EventsWriter(str(folder / "events"), f".{time.time_ns()}.{os.getpid()}")
             if self.purge_step is not None:
                 start = tbx.SessionLog(status=tbx.SessionLog.START)
                 writer.write_event(tbx.Event(wall_time=time.time(), step=self.purge_step, session_log=start))
-            self._writers[seed] = writer
-        return self._writers[seed]
+            self._writers[key] = writer
+        return self._writers[key]
 
     def write(self, records: list[dict]) -> None:
-        """One scalar per numeric field of each metrics.jsonl record, at the record's step, per seed."""
+        """One scalar per numeric field of each metrics.jsonl record, at the record's step, per member."""
         now, tbx = time.time(), _tbx()
         for record in records:
-            writer = self._writer(record["seed"])
+            writer = self._writer(record["seed"], record.get("learning_rate") if self.sweep else None)
             for key, value in record.items():
-                if key in ("step", "seed") or value is None or not isinstance(value, int | float):
+                if key in ("step", "seed", "learning_rate") or value is None or not isinstance(value, int | float):
                     continue
                 summary = tbx.scalar(key, float(value))
                 writer.write_event(tbx.Event(wall_time=now, step=record["step"], summary=summary))

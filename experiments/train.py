@@ -7,6 +7,12 @@ function below is written for one seed and `jax.vmap`-ed over a leading seed axi
 is sharded over a 1-D device mesh (axis "seeds", `jax.shard_map`): each device runs its
 num_seeds / num_devices seeds, vmapped in chunks (`vmap_in_chunks`, chunk size from
 `experiments.policy`). A run with one seed has a seed axis of length 1.
+
+Learning-rate sweeps (`--learning_rate=1e-4,3e-4,1e-3`): the rate lives in the optimizer state
+(`optax.inject_hyperparams`), so the R rates x S seeds are R*S members of the same leading axis,
+member m = r * S + s (`config.members`), trained by the same program. A sweep also evaluates every
+member on the validation split (`valid_*` in metrics.jsonl) and results.json reports each rate and
+the best one on that split (`_results`). "Seed" below means a member: one (seed, rate) pair.
 """
 
 import contextlib
@@ -14,7 +20,7 @@ import math
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -33,9 +39,12 @@ from experiments.config import (
     Config,
     ConfigError,
     check_workdir,
+    learning_rates,
     lr_multipliers,
     make_model,
+    members,
     num_devices,
+    num_members,
     validate,
 )
 from experiments.lock import workdir_lock
@@ -94,35 +103,58 @@ class TrainState(NamedTuple):
     count: jax.Array
 
 
-def make_optimizer(config: Config) -> optax.GradientTransformation:
-    """adam | rmsprop | sgd(momentum), after global-norm clipping when clip_norm > 0.
+def member_learning_rates(config: Config, rate: float) -> np.ndarray:
+    """The learning rates of a member training at `rate`: `rate`, then factor x rate for each
+    `--lr_multipliers` group in its order; (1 + G,) float32, each product taken in float64 and rounded once."""
+    groups = lr_multipliers(config.lr_multipliers)
+    return np.asarray([rate, *(f * rate for f in groups.values())], np.float32)
+
+
+def make_optimizer(config: Config, rates: Any = None) -> optax.GradientTransformation:
+    """adam | rmsprop | sgd(momentum), after global-norm clipping when clip_norm > 0, its learning
+    rates in its state (`optax.inject_hyperparams`, always: one code path for one rate and a sweep).
 
     `--lr_multipliers=name=f,...`: the cell parameters named `name` (in every layer) get their own
     optimizer with learning rate f x lr (`optax.multi_transform`); the others share the default one.
-    """
 
-    def base(lr: float) -> optax.GradientTransformation:
+    The state's `hyperparams`: "learning_rate" (), and with groups "group_learning_rates" (G,).
+    `update` reads them from the state, so one optimizer updates every member of a sweep; `rates`
+    ((1 + G,), `member_learning_rates`) are only what `init` puts in a new state (default: those
+    of the config's first learning rate).
+    """
+    groups = lr_multipliers(config.lr_multipliers)
+    if rates is None:
+        rates = member_learning_rates(config, learning_rates(config)[0])
+    rates = jnp.asarray(rates)
+
+    def base(lr: jax.Array) -> optax.GradientTransformation:
         return {
             "adam": lambda: optax.adam(lr),
             "rmsprop": lambda: optax.rmsprop(lr, decay=0.9, eps=1e-8),
             "sgd": lambda: optax.sgd(lr, momentum=config.momentum or None),
         }[config.optimizer]()
 
-    groups = lr_multipliers(config.lr_multipliers)
-    opt = base(config.learning_rate)
-    if groups:
+    def label(path: tuple, _: Any) -> str:
+        name = str(getattr(path[-1], "key", path[-1]))
+        return name if path[0] == jax.tree_util.DictKey("cell") and name in groups else "default"
 
-        def label(path: tuple, _: Any) -> str:
-            name = str(getattr(path[-1], "key", path[-1]))
-            return name if path[0] == jax.tree_util.DictKey("cell") and name in groups else "default"
+    def optimizer(learning_rate: jax.Array, group_learning_rates: jax.Array | None = None) -> Any:
+        opt = base(learning_rate)
+        if groups:
+            transforms = {"default": opt, **{g: base(group_learning_rates[i]) for i, g in enumerate(groups)}}
+            opt = optax.multi_transform(transforms, lambda params: jax.tree_util.tree_map_with_path(label, params))
+        return optax.chain(optax.clip_by_global_norm(config.clip_norm), opt) if config.clip_norm > 0 else opt
 
-        transforms = {"default": opt, **{g: base(f * config.learning_rate) for g, f in groups.items()}}
-        opt = optax.multi_transform(transforms, lambda params: jax.tree_util.tree_map_with_path(label, params))
-    return optax.chain(optax.clip_by_global_norm(config.clip_norm), opt) if config.clip_norm > 0 else opt
+    inject = optax.inject_hyperparams(optimizer, hyperparam_dtype=jnp.float32)
+    return inject(rates[0], rates[1:]) if groups else inject(rates[0])
 
 
 class Experiment:
-    """The pure functions of one config: init, train step and evaluation, per seed."""
+    """The pure functions of one config: init, train step and evaluation, per seed (per member, in a sweep).
+
+    `learning_rates`: the R rates; `members`: (seed, rate) of each of the R x S members, in the order of
+    the state's leading axis (`config.members`); `sweep`: R > 1.
+    """
 
     def __init__(self, config: Config):
         self.config = config
@@ -130,6 +162,15 @@ class Experiment:
         cell = make_cell(config.cell, config.hidden_size, config.cell_options, config.num_layers)
         self.model = make_model(config, cell, self.task)
         self.optimizer = make_optimizer(config)
+        self.learning_rates = learning_rates(config)
+        self.members = members(config)
+        self.sweep = len(self.learning_rates) > 1
+
+    def member_inputs(self) -> tuple[jax.Array, np.ndarray]:
+        """What `init_states` takes for every member: seeds (M,) int32, and learning rates (M, 1 + G) float32
+        (`member_learning_rates`)."""
+        seeds = jnp.asarray([seed for seed, _ in self.members], jnp.int32)
+        return seeds, np.stack([member_learning_rates(self.config, rate) for _, rate in self.members])
 
     def precision(self) -> contextlib.AbstractContextManager:
         """Context under which this config's programs are traced: its fp32 matmul precision."""
@@ -143,13 +184,16 @@ class Experiment:
     def loss_fn(self, params: Any, inputs: jax.Array, targets: jax.Array) -> jax.Array:
         return self.task.loss(self.model.apply(params, inputs), targets)
 
-    def init_state(self, seed: jax.Array) -> TrainState:
+    def init_state(self, seed: jax.Array, rates: jax.Array | None = None) -> TrainState:
+        """One member's state: parameters and data of `seed`, its optimizer state holding `rates`
+        ((1 + G,), `member_learning_rates`; None: those of the config's first learning rate)."""
         init_key, data_key = jax.random.split(jax.random.PRNGKey(seed))
         inputs, _ = self.task.sample(data_key, 1)
         params = self.model.init(init_key, inputs)
+        optimizer = self.optimizer if rates is None else make_optimizer(self.config, rates)
         zero = jnp.zeros((), jnp.float32)
         return TrainState(
-            params, self.optimizer.init(params), jnp.zeros((), jnp.int32), data_key,
+            params, optimizer.init(params), jnp.zeros((), jnp.int32), data_key,
             jnp.full((), -1, jnp.int32), zero, zero, zero, zero, zero,
         )  # fmt: skip
 
@@ -181,14 +225,19 @@ class Experiment:
             count=state.count + finite,
         )
 
-    def init_states(self, seeds: jax.Array) -> TrainState:
-        """`init_state` of every seed in (N,), stacked. A `lax.map`, not a vmap: a vmapped
+    def init_states(self, seeds: jax.Array, rates: Any = None) -> TrainState:
+        """`init_state` of every member, stacked: seeds (N,), rates (N, 1 + G) (`member_inputs`; None: every
+        member at the config's first learning rate). A `lax.map`, not a vmap: a vmapped
         initialisation batches the orthogonal initialisers' QR factorisations, and two batched
         LAPACK calls on XLA's CPU thread pool could each wait for the other forever (issue 12, #0)."""
-        return jax.lax.map(self.init_state, seeds)
+        seeds = jnp.asarray(seeds)
+        if rates is None:
+            first = member_learning_rates(self.config, self.learning_rates[0])
+            rates = np.broadcast_to(first, (seeds.shape[0], first.shape[0]))
+        return jax.lax.map(lambda member: self.init_state(*member), (seeds, jnp.asarray(rates)))
 
     def compiled_init(self, mesh: Mesh | None = None) -> Any:
-        """The jitted `init_states`, its output sharded over `mesh`'s seed axis."""
+        """The jitted `init_states`, its output sharded over `mesh`'s seed (member) axis."""
         mesh = mesh or self.mesh()
         return jax.jit(self.init_states, out_shardings=NamedSharding(mesh, P(SEEDS)))
 
@@ -198,7 +247,7 @@ class Experiment:
         per_seed = self.model.activation_bytes(c.batch_size, self.task.length, self.task.input_size)
         device = jax.local_devices()[0]
         memory = (device.memory_stats() or {}).get("bytes_limit") if device.platform != "cpu" else None
-        n = seeds_per_device or c.num_seeds
+        n = seeds_per_device or num_members(c)
         return policy.seed_chunk(device.platform, per_seed, n, memory, c.seed_chunk)
 
     def compiled_step(self, mesh: Mesh | None = None) -> Any:
@@ -223,6 +272,11 @@ class Experiment:
         return jax.jit(
             jax.shard_map(evaluate, mesh=mesh, in_specs=(P(SEEDS), P()), out_specs=P(SEEDS), check_vma=False)
         )
+
+    def eval_splits(self) -> dict[str, str]:
+        """metrics.jsonl prefix -> the held-out split evaluated at every logging step: the test split
+        ("eval_"), and in a sweep the validation split ("valid_") its best rate is chosen on."""
+        return {"eval": "test", "valid": "valid"} if self.sweep else {"eval": "test"}
 
     def eval_set(self, split: str = "test") -> tuple[jax.Array, jax.Array]:
         """The fixed held-out set of `split` (`Task.held_out`), as chunks (n, chunk, ...) of at most 250 sequences."""
@@ -351,14 +405,39 @@ def train_and_evaluate(config: Config, workdir: str | Path) -> dict[str, Any]:
                 raise
 
 
+def restore_latest(
+    checkpoints: Checkpoints, workdir: Path, like: TrainState, flag: str = "workdir", quarantine: bool = True
+) -> tuple[int, TrainState] | None:
+    """`Checkpoints.restore_latest(like)`, reading too a run checkpointed before the optimizer state held its
+    learning rates (before `optax.inject_hyperparams`, issue 10): its optimizer state is restored as the inner
+    state of `like`'s, with `like`'s rates and the count of updates it took (its steps, or up to divergence)."""
+    step = checkpoints.latest_step()
+    if step is None or not _without_hyperparams(workdir / "checkpoints" / str(step)):
+        return checkpoints.restore_latest(like, flag, quarantine)
+    restored = checkpoints.restore_latest(like._replace(opt_state=like.opt_state.inner_state), flag, quarantine)
+    if restored is None:
+        return None
+    step, old = restored
+    count = jnp.where(old.diverged_at >= 0, old.diverged_at, old.step).astype(jnp.int32)
+    return step, old._replace(opt_state=like.opt_state._replace(count=count, inner_state=old.opt_state))
+
+
+def _without_hyperparams(folder: Path) -> bool:
+    """Whether the checkpoint in `folder` holds an optimizer state without "hyperparams" (from orbax's tree
+    metadata; an unreadable one counts as current: restoring it reports what is wrong)."""
+    try:
+        keys = io.read_json(folder / "default" / "_METADATA")["tree_metadata"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return any(k.startswith("('opt_state'") for k in keys) and not any("'hyperparams'" in k for k in keys)
+
+
 def _train(exp: Experiment, workdir: Path, stop_signal: StopSignal) -> dict[str, Any]:
-    config = exp.config
     mesh = exp.mesh()
-    seeds = jnp.arange(config.seed, config.seed + config.num_seeds)
-    state = exp.compiled_init(mesh)(seeds)
+    state = exp.compiled_init(mesh)(*exp.member_inputs())
     previous = _read_results(workdir)
     checkpoints = Checkpoints(workdir)
-    tb = TensorBoardLog(workdir) if config.tensorboard else None
+    tb = TensorBoardLog(workdir, sweep=exp.sweep) if exp.config.tensorboard else None
     try:
         return _train_from(exp, workdir, mesh, state, checkpoints, stop_signal, previous, tb)
     finally:
@@ -370,7 +449,7 @@ def _train(exp: Experiment, workdir: Path, stop_signal: StopSignal) -> dict[str,
 def _train_from(exp, workdir, mesh, state, checkpoints, stop_signal, previous, tb=None) -> dict[str, Any]:
     config = exp.config
     start, metrics_path = 0, workdir / "metrics.jsonl"
-    if restored := checkpoints.restore_latest(state):
+    if restored := restore_latest(checkpoints, workdir, state):
         start, state = restored
         logging.info("resuming %s from step %d", workdir, start)
         if tb:
@@ -380,13 +459,14 @@ def _train_from(exp, workdir, mesh, state, checkpoints, stop_signal, previous, t
     step_fn = exp.compiled_step(mesh)
     eval_fn = exp.compiled_eval(mesh)
     reset_fn = jax.jit(reset_meters, donate_argnums=0)
-    eval_set = exp.eval_set()
+    eval_sets = {prefix: exp.eval_set(split) for prefix, split in exp.eval_splits().items()}
+    evaluate = lambda state: {prefix: eval_fn(state.params, s) for prefix, s in eval_sets.items()}  # noqa: E731
     diagnostics = _diagnostics_recorder(exp, workdir, config)
 
     history = io.read_jsonl(metrics_path)
     t_start = time.perf_counter()
     if start == 0:
-        history += _log(exp, workdir, 0, state, eval_fn(state.params, eval_set), float("nan"), tb=tb)
+        history += _log(exp, workdir, 0, state, evaluate(state), float("nan"), tb=tb)
         if diagnostics:
             diagnostics(0, state.params)
     step, last_log, stop = start, start, None
@@ -403,7 +483,7 @@ def _train_from(exp, workdir, mesh, state, checkpoints, stop_signal, previous, t
             steps_per_s = (step - last_log) / elapsed
             if last_log > start:  # the first interval includes compilation
                 train_time, timed_steps = train_time + elapsed, timed_steps + step - last_log
-            history += _log(exp, workdir, step, state, eval_fn(state.params, eval_set), steps_per_s, tb=tb)
+            history += _log(exp, workdir, step, state, evaluate(state), steps_per_s, tb=tb)
             state, last_log = reset_fn(state), step
             if diagnostics and step % config.diag_every == 0:
                 diagnostics(step, state.params)
@@ -421,7 +501,7 @@ def _train_from(exp, workdir, mesh, state, checkpoints, stop_signal, previous, t
         logging.warning("%s received: saving a checkpoint at step %d and stopping", stop, step)
     if not any(r["step"] == step for r in history):  # stopped between logging steps: evaluate here,
         # for results.json only; metrics.jsonl keeps the logging schedule (a resumed run appends to it)
-        history += _log(exp, workdir, step, state, eval_fn(state.params, eval_set), float("nan"), write=False)
+        history += _log(exp, workdir, step, state, evaluate(state), float("nan"), write=False)
     checkpoints.save(step, state)
     timing = _timing(previous, start, step, time.perf_counter() - t_start, train_time, timed_steps)
     results = _results(exp, state, history, step, timing, stop)
@@ -470,37 +550,72 @@ def _log(
     write: bool = True,
     tb: TensorBoardLog | None = None,
 ) -> list[dict]:
-    """Append (if `write`) one metrics.jsonl record per seed, and the same scalars to TensorBoard (`tb`), and
-    print a progress line; returns the records."""
+    """Append (if `write`) one metrics.jsonl record per member, and the same scalars to TensorBoard (`tb`), and
+    print a progress line; returns the records.
+
+    `evals`: {prefix: metrics of every member} (`Experiment.eval_splits`): record keys `eval_<k>` (test split)
+    and, in a sweep, `valid_<k>`. Each record names its member: "seed" and "learning_rate".
+    """
     meters, evals = jax.device_get((state._replace(params=None, opt_state=None), evals))
     count = np.maximum(meters.count, 1)
     records = []
-    for i in range(exp.config.num_seeds):
+    for i, (seed, rate) in enumerate(exp.members):
         record = {
             "step": step,
-            "seed": exp.config.seed + i,
+            "seed": seed,
+            "learning_rate": rate,
             "train_loss": float(meters.loss_sum[i] / count[i]) if meters.count[i] else None,
             "grad_norm": float(meters.grad_norm_sum[i] / count[i]) if meters.count[i] else None,
             "grad_norm_max": float(meters.grad_norm_max[i]) if meters.count[i] else None,
             "clipped_fraction": float(meters.clipped[i] / count[i]) if meters.count[i] else None,
             "diverged": bool(meters.diverged_at[i] >= 0),
             "steps_per_s": None if math.isnan(steps_per_s) else round(steps_per_s, 2),
-            **{f"eval_{k}": float(v[i]) for k, v in evals.items()},
+            **{f"{prefix}_{k}": float(v[i]) for prefix, metrics in evals.items() for k, v in metrics.items()},
         }
         records.append(record)
     if write:
         io.append_jsonl(workdir / "metrics.jsonl", records)
         if tb:
             tb.write(records)
-    cfg = exp.config
-    mean = lambda key: np.mean([r[key] for r in records if r[key] is not None] or [np.nan])  # noqa: E731
+    cfg, shown, at = exp.config, records, ""
+    if exp.sweep:  # the rate that is best on the validation split so far, and its seeds
+        best = best_learning_rate(exp.learning_rates, *_by_rate(exp, records, f"valid_{exp.task.headline}"))
+        shown, at = (
+            [r for r in records if r["learning_rate"] == best],
+            f" at lr {best:g} (best of {len(exp.learning_rates)} on valid)",
+        )
+    mean = lambda key: np.mean([r[key] for r in shown if r[key] is not None] or [np.nan])  # noqa: E731
     eta = (cfg.steps - step) / steps_per_s if steps_per_s and not math.isnan(steps_per_s) else float("nan")
     logging.info(
-        "%s/%s T=%d step %d/%d | train %s | eval %s %.4g (%.3g x baseline) | |g| %.3g | %.1f steps/s | ETA %s",
+        "%s/%s T=%d step %d/%d | train %s | eval %s %.4g (%.3g x baseline)%s | |g| %.3g | %.1f steps/s | ETA %s",
         cfg.cell, cfg.task, cfg.seq_len, step, cfg.steps, f"{mean('train_loss'):.4g}", exp.task.metric_name,
-        mean("eval_loss"), mean("eval_ratio"), mean("grad_norm"), steps_per_s, _duration(eta),
+        mean("eval_loss"), mean("eval_ratio"), at, mean("grad_norm"), steps_per_s, _duration(eta),
     )  # fmt: skip
     return records
+
+
+def best_learning_rate(rates: Sequence[float], valid: np.ndarray, diverged: np.ndarray) -> float:
+    """The rate whose seeds have the lowest mean of `valid`, a lower-is-better metric on the validation split.
+
+    valid, diverged: (R, S), row r the seeds of `rates[r]`. A non-finite mean counts as the worst; ties go to
+    the smaller rate; a rate whose seeds all diverged is chosen only when every rate's did. Never reads the
+    test split: choosing on it would make the reported test numbers optimistic.
+    """
+    valid, diverged = np.asarray(valid, np.float64), np.asarray(diverged, bool)
+    with np.errstate(invalid="ignore"):
+        means = valid.mean(axis=1)
+    score = np.where(np.isfinite(means), means, np.inf)
+    dead = diverged.all(axis=1) & ~diverged.all()
+    return rates[min(range(len(rates)), key=lambda r: (bool(dead[r]), score[r], rates[r]))]
+
+
+def _by_rate(exp: Experiment, members: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """`key` of each member and whether it diverged, as (R, S) arrays; `members` in member order (metrics.jsonl
+    records, or the "seeds" of results.json, which keep "diverged_at_step")."""
+    R, S = len(exp.learning_rates), exp.config.num_seeds
+    values = [m[key] if m.get(key) is not None else np.nan for m in members]
+    diverged = [m["diverged"] if "diverged" in m else m["diverged_at_step"] is not None for m in members]
+    return np.asarray(values, np.float64).reshape(R, S), np.asarray(diverged, bool).reshape(R, S)
 
 
 def _duration(seconds: float) -> str:
@@ -510,25 +625,59 @@ def _duration(seconds: float) -> str:
 
 
 def _results(exp, state, history, step, timing, stop) -> dict[str, Any]:
-    """Final metrics per seed, with first solved step and divergence, and their mean/std."""
+    """results.json: final metrics per member, with first solved step and divergence, and summaries.
+
+    "seeds": one entry per member (seed x learning rate, in member order): "seed", "learning_rate",
+    "final" (test split metrics), "final_valid" (validation split; sweeps only), "solved",
+    "solved_at_step", "diverged_at_step" (solved and divergence from the test metrics).
+    "learning_rates": the R rates; "by_learning_rate": per rate, in that order, "learning_rate", "mean" and
+    "std" of the final test metrics over its seeds, "mean_valid" (sweeps only), "solved_fraction",
+    "diverged_fraction". "best_learning_rate": the rate (`best_learning_rate`: lowest mean validation
+    `task.headline`); with one rate, that rate. The top-level "mean", "std" and "solved_fraction" are
+    the best rate's, so a reader that knows no sweeps reads each run at its best rate.
+    """
     task, cfg = exp.task, exp.config
-    last = {r["seed"]: r for r in history if r["step"] == step}
+    index = {member: m for m, member in enumerate(exp.members)}
+    member = lambda r: index[r["seed"], r.get("learning_rate", exp.learning_rates[0])]  # noqa: E731 - older records have no rate
+    last = {member(r): r for r in history if r["step"] == step}
     diverged_at = np.asarray(state.diverged_at)
     per_seed = []
-    for i in range(cfg.num_seeds):
-        seed = cfg.seed + i
-        evals = {k[5:]: v for k, v in last[seed].items() if k.startswith("eval_")}
-        solved_steps = [r["step"] for r in history if r["seed"] == seed and task.solved(_evals(r))]
+    for i, (seed, rate) in enumerate(exp.members):
+        evals = _evals(last[i])
+        solved_steps = [r["step"] for r in history if member(r) == i and task.solved(_evals(r))]
         per_seed.append({
             "seed": seed,
+            "learning_rate": rate,
             "final": evals,
+            **({"final_valid": _evals(last[i], "valid_")} if exp.sweep else {}),
             "solved": task.solved(evals),
             "solved_at_step": solved_steps[0] if solved_steps else None,
             "diverged_at_step": int(diverged_at[i]) if diverged_at[i] >= 0 else None,
         })  # fmt: skip
-    finals = {k: [s["final"][k] for s in per_seed] for k in per_seed[0]["final"]}
+    S, by_rate = cfg.num_seeds, []
+    for r, rate in enumerate(exp.learning_rates):
+        group = per_seed[r * S : (r + 1) * S]
+        finals = {k: [s["final"][k] for s in group] for k in group[0]["final"]}
+        entry = {
+            "learning_rate": rate,
+            "mean": {k: float(np.mean(v)) for k, v in finals.items()},
+            "std": {k: float(np.std(v)) for k, v in finals.items()},
+        }
+        if exp.sweep:
+            entry["mean_valid"] = {
+                k: float(np.mean([s["final_valid"][k] for s in group])) for k in group[0]["final_valid"]
+            }
+        entry["solved_fraction"] = float(np.mean([s["solved"] for s in group]))
+        entry["diverged_fraction"] = float(np.mean([s["diverged_at_step"] is not None for s in group]))
+        by_rate.append(entry)
+    if exp.sweep:
+        valid = [{"valid": s["final_valid"][task.headline], **s} for s in per_seed]
+        best = best_learning_rate(exp.learning_rates, *_by_rate(exp, valid, "valid"))
+    else:
+        best = exp.learning_rates[0]
+    chosen = by_rate[exp.learning_rates.index(best)]
     return {
-        "config": cfg.to_dict(),
+        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.to_dict().items()},  # as JSON reads back
         "task": cfg.task,
         "cell": cfg.cell,
         "seq_len": cfg.seq_len,
@@ -539,21 +688,26 @@ def _results(exp, state, history, step, timing, stop) -> dict[str, Any]:
         "stopped_by": stop,
         **timing,
         "seeds": per_seed,
-        "mean": {k: float(np.mean(v)) for k, v in finals.items()},
-        "std": {k: float(np.std(v)) for k, v in finals.items()},
-        "solved_fraction": float(np.mean([s["solved"] for s in per_seed])),
+        "mean": chosen["mean"],
+        "std": chosen["std"],
+        "solved_fraction": chosen["solved_fraction"],
+        "learning_rates": list(exp.learning_rates),
+        "best_learning_rate": best,
+        "by_learning_rate": by_rate,
         "versions": package_versions(),
     }
 
 
 def execution(exp: Experiment, mesh: Mesh) -> dict[str, Any]:
-    """How the run executed: backend, devices, and the policies resolved for them."""
+    """How the run executed: backend, devices, and the policies resolved for them. "members": runs trained in
+    the one program (seeds x learning rates); "seeds_per_device": members per device."""
     device = mesh.devices.flat[0]
-    per_device = exp.config.num_seeds // mesh.size
+    per_device = num_members(exp.config) // mesh.size
     return {
         "backend": device.platform,
         "device_kind": device.device_kind,
         "num_devices": mesh.size,
+        "members": num_members(exp.config),
         "seeds_per_device": per_device,
         "seed_chunk": exp.seed_chunk(per_device),
         "sequence_path": "sequence" if exp.model.uses_sequence else "step",
@@ -562,8 +716,9 @@ def execution(exp: Experiment, mesh: Mesh) -> dict[str, Any]:
     }
 
 
-def _evals(record: dict) -> dict:
-    return {k[5:]: v for k, v in record.items() if k.startswith("eval_")}
+def _evals(record: dict, prefix: str = "eval_") -> dict:
+    """The metrics of one split in a metrics.jsonl record: "eval_" the test split, "valid_" the validation split."""
+    return {k[len(prefix) :]: v for k, v in record.items() if k.startswith(prefix)}
 
 
 def package_versions() -> dict[str, str]:
