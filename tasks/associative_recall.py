@@ -69,7 +69,7 @@ class AssociativeRecall(Task):
     solved_above: ClassVar[float] = 0.99
     headline: ClassVar[str] = "loss"
     table_metrics: ClassVar[tuple[str, ...]] = ("recall_accuracy",)
-    baseline_formula: ClassVar[str] = "ln(vocab_size - vocab_size//2) = ln 4096"
+    baseline_formula: ClassVar[str] = "ln(vocab_size - vocab_size // 2)"
 
     def __post_init__(self) -> None:
         super().__post_init__()

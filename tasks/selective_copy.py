@@ -58,7 +58,7 @@ class SelectiveCopy(Task):
     solved_above: ClassVar[float] = 0.99
     headline: ClassVar[str] = "loss"
     table_metrics: ClassVar[tuple[str, ...]] = ("recall_accuracy",)
-    baseline_formula: ClassVar[str] = "ln(vocab_size - 2) = ln 14"
+    baseline_formula: ClassVar[str] = "ln(vocab_size - 2)"
 
     def __post_init__(self) -> None:
         super().__post_init__()
