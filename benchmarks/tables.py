@@ -32,7 +32,7 @@ from absl import flags
 
 from benchmarks import launch
 from benchmarks.presets import PRESETS
-from experiments.config import Config, ConfigError
+from experiments.config import Config, ConfigError, parse_learning_rates
 from experiments.flags import int_list_flag, list_flag, run
 from experiments.sweep import PointKey, Sweep, check_points, load_point, point_dir, read_dict, run_inline, write_report
 from tasks import TASKS
@@ -65,7 +65,7 @@ def sweep_from_flags(preset: str, table: str, task: str | None) -> Sweep:
         if F[k].value is not None
     }  # fmt: skip
     if F.learning_rate is not None:
-        overrides["learning_rate"] = learning_rate_flag(F.learning_rate)
+        overrides["learning_rate"] = parse_learning_rates(F.learning_rate)
     sweep = sweep.with_fields(**overrides)
     grid = dict(sweep.grid)
     if F.cells is not None:
@@ -73,16 +73,6 @@ def sweep_from_flags(preset: str, table: str, task: str | None) -> Sweep:
     if F.seq_lens is not None:
         grid["seq_len"] = tuple(int_list_flag(F.seq_lens, "seq_lens"))
     return sweep.replace(grid=grid)
-
-
-def learning_rate_flag(text: str) -> float | tuple[float, ...]:
-    """--learning_rate: one rate, or several (a, b, c: trained together in each point's program)."""
-    values = list_flag(text, "learning_rate")
-    try:
-        rates = tuple(float(v) for v in values)
-    except ValueError:
-        raise ConfigError(f"--learning_rate={text!r}: must be a number > 0 or a comma-separated list of them") from None
-    return rates[0] if len(rates) == 1 else rates
 
 
 def main(argv: list[str]) -> None:
@@ -100,6 +90,8 @@ def main(argv: list[str]) -> None:
     configs = sweep.points()
     if launcher != "inline" or F.status:  # this process only validates and renders: no 75% of a GPU for it
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    if F.results_dir is not None and not F.results_dir.strip():
+        raise ConfigError(f"--results_dir={F.results_dir!r}: must name a folder")
     results_dir = Path(F.results_dir or f"results/{F.preset}")
     if F.status or F.render_only:
         check_points(configs, results_dir / table, sweep.measure, read_only=True)

@@ -237,15 +237,13 @@ def run_point(measure: str, config: Config, workdir: Path) -> dict[str, Any]:
 
 
 def _measure_gradients(config: Config, workdir: Path) -> None:
-    import jax.numpy as jnp
-
     from experiments.diagnostics import TrainingRecorder
     from experiments.train import Experiment
 
     workdir.mkdir(parents=True, exist_ok=True)
     with workdir_lock(workdir, "results_dir"):
         exp = Experiment(config)
-        params = exp.compiled_init()(jnp.arange(config.num_seeds)).params
+        params = exp.compiled_init()(*exp.member_inputs()).params
         io.write_json(workdir / "config.json", config.to_dict())
         TrainingRecorder(exp, workdir, jacobian_points_count=8)(0, params)
 
@@ -408,6 +406,8 @@ def headline_label(task: Task) -> str:
 
 def render(table: str, sweep: Sweep, points: dict[PointKey, dict], command: str, wall: float) -> str:
     """The Markdown report of one sweep: final metrics, gradient decay, the published figures beside ours."""
+    import jax
+
     from experiments.train import package_versions
 
     keys = list(points)
@@ -419,7 +419,8 @@ def render(table: str, sweep: Sweep, points: dict[PointKey, dict], command: str,
     if sweep.measure == "gradients":
         settings = f"task {sweep.task}, diagnostics batch 32, at initialisation; {sweep.describe()}"
     else:
-        settings = f"{sweep.describe()}; every seed evaluated on {first.eval_size} held-out sequences"
+        held_out = jax.eval_shape(lambda: task.held_out("test", first.eval_size))[0].shape[0]
+        settings = f"{sweep.describe()}; every seed evaluated on {held_out} held-out test sequences"
     out = [
         f"# `{table}` table", "",
         f"Command: `{command}`  ", f"Wall time: {wall / 60:.1f} min on {_machine()}  ",

@@ -52,7 +52,7 @@ from experiments.tensorboard import TensorBoardLog
 from tasks import Task, make_task
 
 # fields that may differ when resuming
-RESUMABLE_CHANGES = ("steps", "checkpoint_every", "num_devices", "seed_chunk", "tensorboard")
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "diag_every", "num_devices", "seed_chunk", "tensorboard")
 SEEDS = "seeds"  # the mesh axis of seeds
 
 

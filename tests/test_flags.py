@@ -192,9 +192,10 @@ def test_tables_flags(one_line_errors, blocked, tmp_path):
         (m, ["--seq_lens=²", out], "--seq_lens='²': must be a comma-separated list of integers"),
         (m, ["--seq_lens=50,1", out], "--seq_lens (T=1): must be an integer in [2, "),
         (m, ["--table=gradients", "--steps=500", out], "--steps: does not apply to --table=gradients"),
-        (m, ["--table=adding", "--task=copy", out], "--task=copy: applies to --table=gradients only"),
+        (m, ["--table=adding", "--task=copy", out], "--task=copy: the adding table is on adding; give --task or"),
+        (m, ["--table=addition", out], "--table='addition': must be one of adding, associative_recall, copy, "),
         (m, ["--results_dir="], "--results_dir='': must name a folder"),
-        (m, [f"--results_dir={blocked}"], f"--results_dir={blocked}: not writable"),
+        (m, [f"--results_dir={blocked}"], f"--results_dir={blocked}/adding: not writable"),
     ])  # fmt: skip
     assert [p.name for p in tmp_path.iterdir()] == ["file"]  # nothing but the blocker
 

@@ -85,3 +85,19 @@ def test_metric_entry_marks_solved_and_diverged_seeds():
     }
     entry = metric_entry(results)
     assert "solved 2/3 @ 500" in entry and "1 diverged** (step 17)" in entry
+
+
+def test_a_rate_sweep_is_reported_at_its_best_rate_with_the_rate_shown():
+    def member(seed, rate, loss):
+        return {"seed": seed, "learning_rate": rate, "final": {"loss": loss}, "solved": loss < 0.01,
+                "solved_at_step": 300 if loss < 0.01 else None, "diverged_at_step": None}  # fmt: skip
+
+    results = {
+        "task": "adding",
+        "seq_len": 100,
+        "learning_rates": [1e-3, 1e-2],
+        "best_learning_rate": 1e-2,  # chosen on the validation split by experiments.train
+        "seeds": [member(0, 1e-3, 0.1), member(1, 1e-3, 0.12), member(0, 1e-2, 0.004), member(1, 1e-2, 0.002)],
+    }
+    entry = metric_entry(results)
+    assert entry.startswith("0.003 ± 0.001<br>solved 2/2 @ 300") and entry.endswith("best lr 0.01 of 0.001, 0.01")
