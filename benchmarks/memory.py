@@ -18,13 +18,11 @@ from pathlib import Path
 
 from absl import flags
 
-from cells import make_cell
 from experiments import io
+from experiments.build import build
 from experiments.config import Config, ConfigError, check_out_file, validate_cells
 from experiments.flags import list_flag, run
-from experiments.model import SequenceModel
 from experiments.report import fmt, markdown_table
-from tasks import make_task
 
 PRESETS = {
     "full": dict(seq_len=5000, hidden_size=128, batch_size=50, steps=6),
@@ -74,13 +72,12 @@ def measure(config: Config, workdir: Path) -> dict:
 def main(argv: list[str]) -> None:
     preset, k, configs = configs_from_flags()
     T = preset["seq_len"]
-    task = make_task("adding", T)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for cell, by_remat in configs.items():
             measured = {}
             for remat, config in by_remat.items():
-                model = SequenceModel(make_cell(cell, config.hidden_size, config.cell_options), 1, "last", remat)
+                task, _, model, _ = build(config)
                 estimate = model.activation_bytes(config.batch_size, task.length, task.input_size) / 2**30
                 m = measure(config, Path(tmp) / f"{len(rows)}_{remat}")
                 measured[remat] = m

@@ -413,9 +413,9 @@ def time_contenders(contenders: list[Any], rounds: int, warmup: int, min_round_s
 def make_contenders(options: Options, setting: Setting, cell: str, torch: Any) -> list[Any]:
     """ours, flax's cell(s), torch (if given) and our variants, for one (setting, cell); ours first."""
     config = setting.config(cell)
-    validate(config)
+    parts = validate(config)
     seeds = jnp.arange(options.num_seeds)[None]
-    contenders: list[Any] = [JaxContender("ours", train_programs(Experiment(config)), seeds)]
+    contenders: list[Any] = [JaxContender("ours", train_programs(Experiment(config, parts)), seeds)]
     for flax_cell in FLAX_CELLS.get(cell, ()) if options.flax else ():
         exp = Experiment(config)
         exp.model = FlaxRNNModel(flax_cell, setting.hidden_size, exp.task.num_outputs)
@@ -471,8 +471,7 @@ def benchmark_seeds(
     groups = []
     for cell in options.seeds_cells or options.cells:
         config = MAIN_JOB.replace(cell=cell, batch_size=s.batch_size, seq_len=s.length, hidden_size=s.hidden_size)
-        validate(config)
-        programs = train_programs(Experiment(config))  # shared, so compiled once per length of the seed axis
+        programs = train_programs(Experiment(config, validate(config)))  # shared: compiled once per seed count
         for num_seeds in options.seed_counts:
             t0, seeds = time.perf_counter(), jnp.arange(num_seeds)
             contenders = [

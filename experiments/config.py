@@ -7,15 +7,17 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 
-from cells import make_cell
 from experiments import policy
 from experiments.model import SequenceModel
-from tasks import Task, make_task
+from tasks import Task
+
+if TYPE_CHECKING:
+    from experiments.build import Parts
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 MAX_SEQ_LEN = 1_000_000
@@ -202,25 +204,27 @@ def _check_devices(config: Config) -> None:
         )
 
 
-def make_model(config: Config, cell: Any, task: Task, backend: str | None = None) -> SequenceModel:
-    """The SequenceModel of `config`, its path and unroll resolved for `backend` (default: JAX's)."""
-    backend = backend or jax.default_backend()
-    return SequenceModel(
-        cell,
-        task.num_outputs,
-        task.readout,
-        config.remat,
-        path=policy.sequence_path(backend, config.sequence_path, getattr(cell, "sequence_backends", None)),
-        scan_unroll=policy.scan_unroll(backend, config.unroll),
-    )
-
-
-def validate(config: Config, diagnostics_batch: int | None = None) -> None:
+def validate(config: Config, diagnostics_batch: int | None = None) -> "Parts":
     """Check every field; raise ConfigError on the first bad one. Compiles nothing.
 
-    `diagnostics_batch`: sequences of the gradient diagnostics batch the run will measure (the
-    `--batch` of `experiments.gradients`); None = training's own (DIAG_BATCH when --diag_every > 0).
+    The scalar fields first (`check_fields`, cheap), then what needs the config's parts, built once by
+    `experiments.build.build` and returned: the cell traced on one step, the --lr_multipliers groups,
+    and the memory the run would take. `diagnostics_batch`: sequences of the gradient diagnostics batch
+    the run will measure (the `--batch` of `experiments.gradients`); None = training's own (DIAG_BATCH
+    when --diag_every > 0).
     """
+    from experiments.build import build  # it builds on this module
+
+    check_fields(config)
+    parts = build(config)
+    _check_cell_runs(config, parts.model, parts.task)
+    _check_lr_groups(config, parts.model, parts.task)
+    _check_memory(config, parts.model, parts.task, diagnostics_batch)
+    return parts
+
+
+def check_fields(config: Config) -> None:
+    """The scalar fields (sizes, counts, choices, rates): ConfigError on the first bad one. Builds nothing."""
     _int_between("seq_len", config.seq_len, 2, MAX_SEQ_LEN)
     _int_between("hidden_size", config.hidden_size, 1, MAX_WIDTH)
     _int_between("batch_size", config.batch_size, 1, MAX_WIDTH)
@@ -246,20 +250,6 @@ def validate(config: Config, diagnostics_batch: int | None = None) -> None:
         raise ConfigError(f"--momentum={config.momentum!r}: must be in [0, 1)")
     if config.optimizer not in OPTIMIZERS:
         raise ConfigError(f"--optimizer={config.optimizer!r}: must be one of {', '.join(OPTIMIZERS)}")
-    try:
-        task = make_task(config.task, config.seq_len, config.task_options)
-    except ValueError as e:
-        flag = "task_options" if "option" in str(e) else "task"
-        raise ConfigError(f"--{flag}={getattr(config, flag)}: {e}") from None
-    try:
-        cell = make_cell(config.cell, config.hidden_size, config.cell_options, config.num_layers)
-    except ValueError as e:
-        flag = "cell_options" if "option" in str(e) else "cell"
-        raise ConfigError(f"--{flag}: {e}") from None
-    model = make_model(config, cell, task)
-    _check_cell_runs(config, model, task)
-    _check_lr_groups(config, model, task)
-    _check_memory(config, model, task, diagnostics_batch)
 
 
 def lr_multipliers(text: str) -> dict[str, float]:

@@ -32,16 +32,14 @@ from absl import logging
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from cells import make_cell
 from experiments import io, policy
+from experiments.build import Parts, build, make_optimizer, member_learning_rates
 from experiments.checkpoint import Checkpoints, saved_steps
 from experiments.config import (
     Config,
     ConfigError,
     check_workdir,
     learning_rates,
-    lr_multipliers,
-    make_model,
     members,
     num_devices,
     num_members,
@@ -49,7 +47,6 @@ from experiments.config import (
 )
 from experiments.lock import workdir_lock
 from experiments.tensorboard import TensorBoardLog
-from tasks import Task, make_task
 
 # fields that may differ when resuming
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "diag_every", "num_devices", "seed_chunk", "tensorboard")
@@ -103,52 +100,6 @@ class TrainState(NamedTuple):
     count: jax.Array
 
 
-def member_learning_rates(config: Config, rate: float) -> np.ndarray:
-    """The learning rates of a member training at `rate`: `rate`, then factor x rate for each
-    `--lr_multipliers` group in its order; (1 + G,) float32, each product taken in float64 and rounded once."""
-    groups = lr_multipliers(config.lr_multipliers)
-    return np.asarray([rate, *(f * rate for f in groups.values())], np.float32)
-
-
-def make_optimizer(config: Config, rates: Any = None) -> optax.GradientTransformation:
-    """adam | rmsprop | sgd(momentum), after global-norm clipping when clip_norm > 0, its learning
-    rates in its state (`optax.inject_hyperparams`, always: one code path for one rate and a sweep).
-
-    `--lr_multipliers=name=f,...`: the cell parameters named `name` (in every layer) get their own
-    optimizer with learning rate f x lr (`optax.multi_transform`); the others share the default one.
-
-    The state's `hyperparams`: "learning_rate" (), and with groups "group_learning_rates" (G,).
-    `update` reads them from the state, so one optimizer updates every member of a sweep; `rates`
-    ((1 + G,), `member_learning_rates`) are only what `init` puts in a new state (default: those
-    of the config's first learning rate).
-    """
-    groups = lr_multipliers(config.lr_multipliers)
-    if rates is None:
-        rates = member_learning_rates(config, learning_rates(config)[0])
-    rates = jnp.asarray(rates)
-
-    def base(lr: jax.Array) -> optax.GradientTransformation:
-        return {
-            "adam": lambda: optax.adam(lr),
-            "rmsprop": lambda: optax.rmsprop(lr, decay=0.9, eps=1e-8),
-            "sgd": lambda: optax.sgd(lr, momentum=config.momentum or None),
-        }[config.optimizer]()
-
-    def label(path: tuple, _: Any) -> str:
-        name = str(getattr(path[-1], "key", path[-1]))
-        return name if path[0] == jax.tree_util.DictKey("cell") and name in groups else "default"
-
-    def optimizer(learning_rate: jax.Array, group_learning_rates: jax.Array | None = None) -> Any:
-        opt = base(learning_rate)
-        if groups:
-            transforms = {"default": opt, **{g: base(group_learning_rates[i]) for i, g in enumerate(groups)}}
-            opt = optax.multi_transform(transforms, lambda params: jax.tree_util.tree_map_with_path(label, params))
-        return optax.chain(optax.clip_by_global_norm(config.clip_norm), opt) if config.clip_norm > 0 else opt
-
-    inject = optax.inject_hyperparams(optimizer, hyperparam_dtype=jnp.float32)
-    return inject(rates[0], rates[1:]) if groups else inject(rates[0])
-
-
 class Experiment:
     """The pure functions of one config: init, train step and evaluation, per seed (per member, in a sweep).
 
@@ -156,12 +107,10 @@ class Experiment:
     the state's leading axis (`config.members`); `sweep`: R > 1.
     """
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, parts: Parts | None = None):
+        """`parts`: what `build(config)` (or `validate(config)`) returned, so nothing is built twice."""
         self.config = config
-        self.task: Task = make_task(config.task, config.seq_len, config.task_options)
-        cell = make_cell(config.cell, config.hidden_size, config.cell_options, config.num_layers)
-        self.model = make_model(config, cell, self.task)
-        self.optimizer = make_optimizer(config)
+        self.task, _, self.model, self.optimizer = parts or build(config)
         self.learning_rates = learning_rates(config)
         self.members = members(config)
         self.sweep = len(self.learning_rates) > 1
@@ -390,13 +339,13 @@ def train_and_evaluate(config: Config, workdir: str | Path) -> dict[str, Any]:
     A full disk raises `io.DiskFullError` naming the workdir.
     """
     with StopSignal() as stop_signal:
-        validate(config)
+        parts = validate(config)
         workdir = check_workdir(workdir)
         with workdir_lock(workdir):
             check_resumable(config, workdir)
             try:
                 io.write_json(workdir / "config.json", config.to_dict())
-                exp = Experiment(config)
+                exp = Experiment(config, parts)
                 with exp.precision():
                     return _train(exp, workdir, stop_signal)
             except Exception as e:

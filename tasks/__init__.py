@@ -39,7 +39,7 @@ def make_task(spec: str, seq_len: int, options: str | dict[str, Any] = "") -> Ta
     try:
         return factory(seq_len=seq_len, **options)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"task {spec!r} rejected options {options}: {e}") from None
+        raise ValueError(f"task {spec!r}" + (f" rejected options {options}" if options else "") + f": {e}") from None
 
 
 __all__ = [

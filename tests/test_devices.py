@@ -41,7 +41,7 @@ def test_policies_per_backend(backend):
 def test_cells_declare_where_their_whole_sequence_method_wins():
     """exprnn's sequence method computes exp(A) once: the default path on every backend, in a stack too."""
     from cells import make_cell
-    from experiments.config import make_model
+    from experiments.build import make_model
     from tasks import make_task
 
     task = make_task("adding", 10)

@@ -1,0 +1,106 @@
+"""One constructor: `build(config)` makes a config's task, cell, model and optimizer, each once.
+
+Validation (`experiments.config.validate`), training (`experiments.train.Experiment`), the gradient
+diagnostics, the memory benchmark and the tables all get their parts here, so a part is built one
+way and a run builds each once. Errors are ConfigErrors naming the flag.
+"""
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import linen as nn
+
+from cells import make_cell
+from experiments import policy
+from experiments.config import Config, ConfigError, check_fields, learning_rates, lr_multipliers
+from experiments.model import SequenceModel
+from tasks import Task, make_task
+
+
+class Parts(NamedTuple):
+    """What a config builds: its task, cell (stacked when --num_layers > 1), model and optimizer."""
+
+    task: Task
+    cell: nn.Module
+    model: SequenceModel
+    optimizer: optax.GradientTransformation
+
+
+def build(config: Config, backend: str | None = None) -> Parts:
+    """The parts of `config`, the model's path and unroll resolved for `backend` (default: JAX's).
+    Checks the scalar fields first (`check_fields`); compiles nothing."""
+    check_fields(config)
+    try:
+        task = make_task(config.task, config.seq_len, config.task_options)
+    except ValueError as e:
+        message = str(e)
+        flag = "seq_len" if "seq_len" in message else "task_options" if "option" in message else "task"
+        raise ConfigError(f"--{flag}={getattr(config, flag)}: {message}") from None
+    try:
+        cell = make_cell(config.cell, config.hidden_size, config.cell_options, config.num_layers)
+    except ValueError as e:
+        flag = "cell_options" if "option" in str(e) else "cell"
+        raise ConfigError(f"--{flag}: {e}") from None
+    return Parts(task, cell, make_model(config, cell, task, backend), make_optimizer(config))
+
+
+def make_model(config: Config, cell: Any, task: Task, backend: str | None = None) -> SequenceModel:
+    """The SequenceModel of `config`, its path and unroll resolved for `backend` (default: JAX's)."""
+    backend = backend or jax.default_backend()
+    return SequenceModel(
+        cell,
+        task.num_outputs,
+        task.readout,
+        config.remat,
+        path=policy.sequence_path(backend, config.sequence_path, getattr(cell, "sequence_backends", None)),
+        scan_unroll=policy.scan_unroll(backend, config.unroll),
+    )
+
+
+def member_learning_rates(config: Config, rate: float) -> np.ndarray:
+    """The learning rates of a member training at `rate`: `rate`, then factor x rate for each
+    `--lr_multipliers` group in its order; (1 + G,) float32, each product taken in float64 and rounded once."""
+    groups = lr_multipliers(config.lr_multipliers)
+    return np.asarray([rate, *(f * rate for f in groups.values())], np.float32)
+
+
+def make_optimizer(config: Config, rates: Any = None) -> optax.GradientTransformation:
+    """adam | rmsprop | sgd(momentum), after global-norm clipping when clip_norm > 0, its learning
+    rates in its state (`optax.inject_hyperparams`, always: one code path for one rate and a sweep).
+
+    `--lr_multipliers=name=f,...`: the cell parameters named `name` (in every layer) get their own
+    optimizer with learning rate f x lr (`optax.multi_transform`); the others share the default one.
+
+    The state's `hyperparams`: "learning_rate" (), and with groups "group_learning_rates" (G,).
+    `update` reads them from the state, so one optimizer updates every member of a sweep; `rates`
+    ((1 + G,), `member_learning_rates`) are only what `init` puts in a new state (default: those
+    of the config's first learning rate).
+    """
+    groups = lr_multipliers(config.lr_multipliers)
+    if rates is None:
+        rates = member_learning_rates(config, learning_rates(config)[0])
+    rates = jnp.asarray(rates)
+
+    def base(lr: jax.Array) -> optax.GradientTransformation:
+        return {
+            "adam": lambda: optax.adam(lr),
+            "rmsprop": lambda: optax.rmsprop(lr, decay=0.9, eps=1e-8),
+            "sgd": lambda: optax.sgd(lr, momentum=config.momentum or None),
+        }[config.optimizer]()
+
+    def label(path: tuple, _: Any) -> str:
+        name = str(getattr(path[-1], "key", path[-1]))
+        return name if path[0] == jax.tree_util.DictKey("cell") and name in groups else "default"
+
+    def optimizer(learning_rate: jax.Array, group_learning_rates: jax.Array | None = None) -> Any:
+        opt = base(learning_rate)
+        if groups:
+            transforms = {"default": opt, **{g: base(group_learning_rates[i]) for i, g in enumerate(groups)}}
+            opt = optax.multi_transform(transforms, lambda params: jax.tree_util.tree_map_with_path(label, params))
+        return optax.chain(optax.clip_by_global_norm(config.clip_norm), opt) if config.clip_norm > 0 else opt
+
+    inject = optax.inject_hyperparams(optimizer, hyperparam_dtype=jnp.float32)
+    return inject(rates[0], rates[1:]) if groups else inject(rates[0])
