@@ -49,17 +49,22 @@ def sweep_from_flags(preset: str, table: str, task: str | None) -> Sweep:
     """The preset's sweep of `table` (its `default` one, for a task it does not list), with the flags' overrides."""
     F = flags.FLAGS
     sweeps = PRESETS[preset]
-    if table == "gradients" or (table in sweeps and task in (None, sweeps[table].task)):
+    if table == "gradients":
+        if table not in sweeps:
+            tables = ", ".join(t for t in sweeps if t != "default")
+            raise ConfigError(f"--table=gradients: --preset={preset} has no gradients table (it has {tables})")
+        sweep = sweeps[table] if task is None else sweeps[table].with_fields(task=task)
+    elif table in sweeps and task in (None, sweeps[table].task):
         sweep = sweeps[table]
-    elif table in sweeps:
-        raise ConfigError(f"--task={task}: the {table} table is on {sweeps[table].task}; give --task or --table alone")
-    elif task is None and table not in TASKS.names():
+    elif task is not None and table == table_name(None, task):  # --task alone: the task's own table
+        sweep = sweeps["default"].with_fields(task=task)
+    elif task is not None:
+        raise ConfigError(f"--task={task}: its table is named after it; give --task or --table alone")
+    elif table not in TASKS.names():
         tables = sorted({*sweeps, *TASKS.names()} - {"default"})
         raise ConfigError(f"--table={table!r}: must be one of {', '.join(tables)} (or --task=package.module:Class)")
     else:
-        sweep = sweeps["default"].with_fields(task=task or table)
-    if table == "gradients" and task is not None:
-        sweep = sweep.with_fields(task=task)
+        sweep = sweeps["default"].with_fields(task=table)
     overrides: dict[str, Any] = {
         k: F[k].value for k in ("num_seeds", "steps", "hidden_size", "batch_size", "optimizer", "task_options")
         if F[k].value is not None

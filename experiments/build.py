@@ -37,7 +37,10 @@ def build(config: Config, backend: str | None = None) -> Parts:
         task = make_task(config.task, config.seq_len, config.task_options)
     except ValueError as e:
         message = str(e)
-        flag = "seq_len" if "seq_len" in message else "task_options" if "option" in message else "task"
+        if "option" in message and (config.task_options or "seq_len" not in message):
+            flag = "task_options"  # an unknown option, or options the task rejected
+        else:
+            flag = "seq_len" if "seq_len" in message else "task"
         raise ConfigError(f"--{flag}={getattr(config, flag)}: {message}") from None
     try:
         cell = make_cell(config.cell, config.hidden_size, config.cell_options, config.num_layers)

@@ -215,8 +215,8 @@ def validate(config: Config, diagnostics_batch: int | None = None) -> "Parts":
     """
     from experiments.build import build  # it builds on this module
 
-    check_fields(config)
-    parts = build(config)
+    parts = build(config)  # checks the scalar fields first
+    _check_task_declarations(config, parts.task)
     _check_cell_runs(config, parts.model, parts.task)
     _check_lr_groups(config, parts.model, parts.task)
     _check_memory(config, parts.model, parts.task, diagnostics_batch)
@@ -286,6 +286,23 @@ def _check_lr_groups(config: Config, model: SequenceModel, task: Task) -> None:
         raise ConfigError(
             f"--lr_multipliers: {config.cell} has no parameter {', '.join(unknown)}; its parameters: {', '.join(names)}"
         )
+
+
+def _check_task_declarations(config: Config, task: Task) -> None:
+    """What a task declares (`tasks.base.Task`) against what it computes, traced on a tiny batch: the
+    width of its inputs, and that its headline, table and solved metrics are keys of its `metrics`."""
+    inputs, targets = jax.eval_shape(lambda k: task.sample(k, 2), jax.random.PRNGKey(0))
+    name = f"--task={config.task}"
+    if inputs.shape[-1] != task.input_size:
+        raise ConfigError(
+            f"{name}: sample() gives {inputs.shape[-1]} input features, input_size says {task.input_size}"
+        )
+    shape = (2, task.length, task.num_outputs) if task.readout == "all" else (2, task.num_outputs)
+    keys = jax.eval_shape(task.metrics, jax.ShapeDtypeStruct(shape, jnp.float32), targets)
+    if task.headline not in ("loss", "ratio"):
+        raise ConfigError(f"{name}: headline={task.headline!r}, must be loss or ratio (a table ranks it, lower first)")
+    if unknown := [k for k in (*task.table_metrics, task.solved_metric) if k not in keys]:
+        raise ConfigError(f"{name}: declares metric {unknown[0]!r}, but metrics() gives {', '.join(keys)}")
 
 
 def _check_cell_runs(config: Config, model: SequenceModel, task: Task) -> None:
@@ -374,8 +391,8 @@ def memory_estimate(config: Config, model: SequenceModel, task: Task, diagnostic
     activations: the backward pass's (`SequenceModel.activation_bytes`); batch: a training batch;
     parameters: parameters, gradients and optimizer state; eval: the held-out set and one chunk's
     forward pass; diagnostics: a backward pass over the diagnostics batch with its per-step carry gradients.
-    All per member, times the members (--num_seeds x the learning rates; the eval set is shared: a sweep's
-    validation set is evaluated after the test set, in the same memory).
+    All per member, times the members (--num_seeds x the learning rates). The held-out sets are shared
+    by the members; a sweep keeps two (test and validation) for the whole run.
     """
     key, one = jax.random.PRNGKey(0), jax.ShapeDtypeStruct((1, 2, task.input_size), jnp.float32)
 
@@ -390,6 +407,8 @@ def memory_estimate(config: Config, model: SequenceModel, task: Task, diagnostic
     # per sequence and step, what an evaluation's forward pass stacks: outputs y and the readout's, when it reads all
     per_step = (y.size * y.dtype.itemsize + task.num_outputs * 4) if task.readout == "all" else 0
 
+    held_out_sets = 2 if len(learning_rates(config)) > 1 else 1  # a sweep's validation set beside the test set
+
     def sample_bytes(n: int) -> int:
         return _nbytes(jax.eval_shape(lambda k: task.sample(k, n), key))
 
@@ -397,7 +416,8 @@ def memory_estimate(config: Config, model: SequenceModel, task: Task, diagnostic
         "activations": seeds * model.activation_bytes(config.batch_size, T, task.input_size),
         "batch": seeds * sample_bytes(config.batch_size),
         "parameters": seeds * (2 + slots) * _nbytes(params),
-        "eval": sample_bytes(config.eval_size) + seeds * min(config.eval_size, EVAL_CHUNK) * T * per_step,
+        "eval": held_out_sets * sample_bytes(config.eval_size)
+        + seeds * min(config.eval_size, EVAL_CHUNK) * T * per_step,
         "diagnostics": 0,
     }
     if b := diagnostics_batch:  # one backward pass, plus the (T, B) carry perturbations and their gradients

@@ -147,7 +147,7 @@ class Sweep:
         shown = {
             k: v
             for k, v in self.settings.items()
-            if k not in ("task", "tensorboard") and (k in main or v != getattr(default, k))
+            if k not in ("task", "tensorboard", *self.grid) and (k in main or v != getattr(default, k))
         }
         text = ", ".join(f"{k} {_text(v)}" for k, v in shown.items())
         own = [f"{c}: " + ", ".join(f"{k} {_text(v)}" for k, v in s.items()) for c, s in self.per_cell.items()]
@@ -413,7 +413,8 @@ def render(table: str, sweep: Sweep, points: dict[PointKey, dict], command: str,
     keys = list(points)
     rows = list(dict.fromkeys(k.row for k in keys))
     lens = list(dict.fromkeys(k.seq_len for k in keys))
-    first = next(iter(sweep.points().values()))
+    configs = sweep.points()
+    first = configs[keys[0]]
     task = task_of(first)
     cols = [f"T={T}" for T in lens]
     if sweep.measure == "gradients":
@@ -433,16 +434,18 @@ def render(table: str, sweep: Sweep, points: dict[PointKey, dict], command: str,
             f"## Final held-out {headline_label(task)}{extra}, mean ± std over seeds", "",
             f"Task `{sweep.task}`{_options(first)}; solved: {task.solved_rule}.", "",
         ]  # fmt: skip
-        table_rows = [[r, *(point_entry(points[PointKey(r, T)], task=task_of(_config(points, r, T))) for T in lens)]
+        table_rows = [[r, *(point_entry(points[PointKey(r, T)], task=task_of(configs[PointKey(r, T)])) for T in lens)]
                       for r in rows]  # fmt: skip
         out += [markdown_table(["cell", *cols], table_rows), ""]
     if any(p.get("diag_init") for p in points.values()):
         out += ["## Gradient decay of ||dL/dh_t|| (fitted decades per step; horizon in steps, 1% of max)", ""]
         phases = [("init", "diag_init")] + ([("end", "diag_end")] if sweep.measure != "gradients" else [])
-        grad_rows = [[r, phase, *(_grad_entry(points[PointKey(r, T)].get(key, [])) for T in lens)]
+        grad_rows = [[r, phase, *(_grad_entry(_reported(points[PointKey(r, T)], key)) for T in lens)]
                      for r in rows for phase, key in phases]  # fmt: skip
         out += [markdown_table(["cell", "when", *cols], grad_rows), ""]
-    published = [r for r in published_rows(sweep.task) if r["cell"] in rows] if sweep.measure != "gradients" else []
+    cells = {k: configs[k].cell for k in keys}
+    published = [r for r in published_rows(sweep.task) if r["cell"] in cells.values()]
+    published = published if sweep.measure != "gradients" else []
     if published:
         out += ["## Published, beside ours", ""]
         pub_rows = []
@@ -450,7 +453,7 @@ def render(table: str, sweep: Sweep, points: dict[PointKey, dict], command: str,
             ours = [
                 f"T={k.seq_len}: " + point_entry(points[k], first_line=True).replace("<br>", " ")
                 for k in keys
-                if k.row == r["cell"] and matches(r, r["cell"], k.seq_len)
+                if matches(r, cells[k], k.seq_len)
             ]
             span = _span(r["seq_len_min"], r["seq_len_max"])
             result = " ".join(x for x in (r["metric"] + " " + r["value"] if r["value"] else "", r["outcome"]) if x)
@@ -460,9 +463,13 @@ def render(table: str, sweep: Sweep, points: dict[PointKey, dict], command: str,
     return "\n".join(out)
 
 
-def _config(points: dict[PointKey, dict], row: str, T: int) -> Config:
-    point = points[PointKey(row, T)]
-    return Config.from_dict(point["results"]["config"]) if "results" in point else Config(seq_len=T)
+def _reported(point: dict, phase: str) -> list[dict]:
+    """The diagnostics records of `phase` for the members the table reports (`best_members`)."""
+    records = point.get(phase, [])
+    if "results" not in point:
+        return records
+    members = {(s["seed"], s.get("learning_rate")) for s in best_members(point["results"])}
+    return [r for r in records if (r["seed"], r.get("learning_rate")) in members] or records
 
 
 def _options(config: Config) -> str:
@@ -482,7 +489,11 @@ def write_csv(path: Path, table: str, points: dict[PointKey, dict]) -> None:
         if "busy" in p:  # another process is training it: no row
             continue
         diag = {(r["seed"], r.get("learning_rate"), ph): r for ph in ("diag_init", "diag_end") for r in p[ph]}
-        seeds = p["results"]["seeds"] if "results" in p else [{"seed": r["seed"]} for r in p["diag_init"]]
+        seeds = (
+            p["results"]["seeds"]
+            if "results" in p
+            else [{"seed": r["seed"], "learning_rate": r.get("learning_rate")} for r in p["diag_init"]]
+        )
         for s in seeds:
             row = {"table": table, "row": key.row, "seq_len": key.seq_len, "seed": s["seed"]}
             if "learning_rate" in s:
@@ -519,7 +530,7 @@ def write_plots(out_dir: Path, table: str, sweep: Sweep, points: dict[PointKey, 
         trained = [r for r in rows if "busy" not in points[PointKey(r, T)]]  # a busy point has no curve yet
         if not trained:
             continue
-        task = task_of(_config(points, trained[0], T))
+        task = task_of(sweep.points()[PointKey(trained[0], T)])
         curves = {r: _curve(points[PointKey(r, T)], task.headline) for r in trained}
         baseline = 1.0 if task.headline == "ratio" else task.baseline
         name = f"{task.metric_name} / baseline" if task.headline == "ratio" else task.metric_name

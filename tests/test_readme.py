@@ -35,4 +35,4 @@ def test_readme_example_commands_run(tmp_path):
         assert proc.returncode == 0, f"{command}\n{proc.stdout}\n{proc.stderr[-3000:]}"
     results = io.read_json(tmp_path / "runs" / "mingru" / "results.json")
     assert results["seeds"][0]["final"]["ratio"] < 0.5  # it learns
-    assert (tmp_path / "runs" / "mingru_vs_gru" / "learning_curves.png").stat().st_size > 0
+    assert (tmp_path / "runs" / "mingru_vs_gru" / "comparison_curves_T50.png").stat().st_size > 0

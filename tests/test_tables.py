@@ -101,3 +101,15 @@ def test_a_rate_sweep_is_reported_at_its_best_rate_with_the_rate_shown():
     }
     entry = metric_entry(results)
     assert entry.startswith("0.003 ± 0.001<br>solved 2/2 @ 300") and entry.endswith("best lr 0.01 of 0.001, 0.01")
+
+
+def test_every_preset_is_well_formed_data():
+    """Each preset's sweeps give valid Configs (scalar fields), and only the table named gradients measures."""
+    from experiments.config import check_fields
+
+    for preset, sweeps in PRESETS.items():
+        assert "default" in sweeps, preset
+        for table, sweep in sweeps.items():
+            assert (sweep.measure == "gradients") == (table == "gradients"), (preset, table)
+            for config in sweep.points().values():
+                check_fields(config)
