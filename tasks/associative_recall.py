@@ -10,13 +10,13 @@ import jax.numpy as jnp
 import optax
 
 from tasks.base import Task
-from tasks.common import check_choice, check_int, distinct_integers
+from tasks.common import OneHotTokens, check_choice, check_int, distinct_integers
 
 IGNORE = -100  # target of a position without loss (the source's label for "ignored")
 
 
 @dataclasses.dataclass(frozen=True)
-class AssociativeRecall(Task):
+class AssociativeRecall(OneHotTokens, Task):
     r"""Read n key-value pairs, then answer each key queried later with its value.
 
     Tokens (V = `vocab_size`, h = V // 2): keys 1..h-1, values h..V-1, filler 0. Length T = `seq_len`
@@ -84,14 +84,6 @@ class AssociativeRecall(Task):
         if isinstance(a, bool) or not isinstance(a, int | float) or not (math.isfinite(a) and a > 0):
             raise ValueError(f"power_a must be a number > 0 (1 = uniform query gaps); got {a!r}")
         check_choice("random_non_queries", self.random_non_queries, (True, False))
-
-    @property
-    def input_size(self) -> int:  # type: ignore[override]
-        return self.vocab_size
-
-    @property
-    def num_outputs(self) -> int:  # type: ignore[override]
-        return self.vocab_size
 
     @property
     def queries(self) -> int:

@@ -1,5 +1,5 @@
 """Helpers of the tasks: one-line checks of option values (for `__post_init__`; `make_task` checks the
-names), and distinct random integers."""
+names), distinct random integers, and the I/O of a task on a token vocabulary."""
 
 from collections.abc import Sequence
 from typing import Any
@@ -32,3 +32,17 @@ def distinct_integers(key: jax.Array, batch_size: int, m: int, n: int) -> jax.Ar
     high, low = (jax.random.bits(k, (batch_size, m), jnp.uint32) for k in (k_high, k_low))
     integers = jax.lax.broadcasted_iota(jnp.int32, (batch_size, m), 1)
     return jax.lax.sort((high, low, integers), dimension=1, num_keys=2)[2][:, :n]
+
+
+class OneHotTokens:
+    """A task on a vocabulary of `vocab_size` tokens: one-hot inputs over it, and logits over it."""
+
+    vocab_size: int
+
+    @property
+    def input_size(self) -> int:
+        return self.vocab_size
+
+    @property
+    def num_outputs(self) -> int:
+        return self.vocab_size

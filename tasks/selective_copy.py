@@ -10,14 +10,14 @@ import jax.numpy as jnp
 import optax
 
 from tasks.base import Task
-from tasks.common import check_int, distinct_integers
+from tasks.common import OneHotTokens, check_int, distinct_integers
 
 PRED = 0  # the marker token that asks for the next symbol (the source's <PRED>)
 IGNORE = -100  # target of a position without loss (PyTorch's ignore_index, as the sources write it)
 
 
 @dataclasses.dataclass(frozen=True)
-class SelectiveCopy(Task):
+class SelectiveCopy(OneHotTokens, Task):
     r"""Find `num_symbols` symbols scattered among noise tokens, then output them in order.
 
     Tokens (V = `vocab_size`): the marker 0, data symbols 1..V-2, the noise token V-1. With
@@ -64,14 +64,6 @@ class SelectiveCopy(Task):
         super().__post_init__()
         check_int("vocab_size", self.vocab_size, 4, why="a marker, a noise token and >= 2 data symbols")
         check_int("num_symbols", self.num_symbols, 1, self.seq_len, why="distinct positions among seq_len")
-
-    @property
-    def input_size(self) -> int:  # type: ignore[override]
-        return self.vocab_size
-
-    @property
-    def num_outputs(self) -> int:  # type: ignore[override]
-        return self.vocab_size
 
     @property
     def length(self) -> int:
