@@ -339,7 +339,7 @@ def metric_entry(results: dict[str, Any], task: Task | None = None) -> str:
     task = task or make_task(results["task"], results["seq_len"], results.get("config", {}).get("task_options", ""))
     seeds = best_members(results)
     parts = [mean_std([s["final"][task.headline] for s in seeds])]
-    parts += [f"{_short(k)} {mean_std([s['final'][k] for s in seeds], 2)}" for k in task.table_metrics]
+    parts += [f"{_short(k)} {mean_std([s['final'][k] for s in seeds])}" for k in task.table_metrics]
     solved = [s["solved_at_step"] for s in seeds if s["solved"]]
     parts.append(f"solved {len(solved)}/{len(seeds)}" + (f" @ {int(np.median(solved))}" if solved else ""))
     diverged = [s["diverged_at_step"] for s in seeds if s["diverged_at_step"] is not None]
