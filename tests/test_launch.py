@@ -108,7 +108,8 @@ def test_two_local_sweeps_at_once_train_every_point_once_and_match_inline(inline
     for seed in range(GRID.settings["num_seeds"]):
         scalars = read_scalars(workdir / "tb" / f"seed_{seed}")
         records = [r for r in io.read_jsonl(workdir / "metrics.jsonl") if r["seed"] == seed]
-        expected = {k for r in records for k, v in r.items() if k not in ("step", "seed") and v is not None}
+        labels = ("step", "seed", "learning_rate")  # what a record is of, not scalars (a sweep names lr_<rate>/)
+        expected = {k for r in records for k, v in r.items() if k not in labels and v is not None}
         assert set(scalars) == expected >= {"train_loss", "eval_loss", "eval_ratio", "grad_norm", "diverged"}
         assert [s for s, _ in scalars["eval_loss"]] == [r["step"] for r in records] == [0, 10, 20]
         assert [v for _, v in scalars["eval_loss"]] == pytest.approx([r["eval_loss"] for r in records], rel=1e-6)
