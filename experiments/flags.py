@@ -105,6 +105,9 @@ def run(main: Callable[[list[str]], Any], positional: str | None = None) -> None
             if not io.disk_full(e):
                 raise
             where = f" under {e.filename}" if isinstance(e, OSError) and e.filename else ""
+            # orbax's background writes failed the same way; asyncio would report each ("Task exception was
+            # never retrieved", with its traceback) when collected at exit: this line already says it
+            logging.getLogger("asyncio").setLevel(logging.CRITICAL)
             _fail(f"no space left on device{where}; what was written before is intact: free some space and rerun "
                   "the same command (a training run resumes from its last checkpoint)", code=1)  # fmt: skip
 
