@@ -150,8 +150,11 @@ class Sweep:
             if k not in ("task", "tensorboard", *self.grid) and (k in main or v != getattr(default, k))
         }
         text = ", ".join(f"{k} {_text(v)}" for k, v in shown.items())
-        own = [f"{c}: " + ", ".join(f"{k} {_text(v)}" for k, v in s.items()) for c, s in self.per_cell.items()]
-        own = [o for o, c in zip(own, self.per_cell, strict=True) if c in self.cells]
+        own = [
+            f"{c}: " + ", ".join(f"{k} {_text(v)}" for k, v in s.items())
+            for c, s in self.per_cell.items()
+            if c in self.cells
+        ]
         return text + (f". Per cell: {'; '.join(own)}" if own else "")
 
 
@@ -404,7 +407,9 @@ def headline_label(task: Task) -> str:
     return f"{task.metric_name} (memoryless baseline {formula} = {fmt(task.baseline)})"
 
 
-def render(table: str, sweep: Sweep, points: dict[PointKey, dict], command: str, wall: float) -> str:
+def render(
+    table: str, sweep: Sweep, configs: dict[PointKey, Config], points: dict[PointKey, dict], command: str, wall: float
+) -> str:
     """The Markdown report of one sweep: final metrics, gradient decay, the published figures beside ours."""
     import jax
 
@@ -413,7 +418,6 @@ def render(table: str, sweep: Sweep, points: dict[PointKey, dict], command: str,
     keys = list(points)
     rows = list(dict.fromkeys(k.row for k in keys))
     lens = list(dict.fromkeys(k.seq_len for k in keys))
-    configs = sweep.points()
     first = configs[keys[0]]
     task = task_of(first)
     cols = [f"T={T}" for T in lens]
@@ -463,13 +467,16 @@ def render(table: str, sweep: Sweep, points: dict[PointKey, dict], command: str,
     return "\n".join(out)
 
 
+def _of_reported(results: dict[str, Any], records: list[dict]) -> list[dict]:
+    """The records (metrics or diagnostics, one per member) of the members the table reports (`best_members`)."""
+    members = {(s["seed"], s.get("learning_rate")) for s in best_members(results)}
+    return [r for r in records if (r["seed"], r.get("learning_rate")) in members]
+
+
 def _reported(point: dict, phase: str) -> list[dict]:
-    """The diagnostics records of `phase` for the members the table reports (`best_members`)."""
+    """The diagnostics records of `phase` for the members the table reports."""
     records = point.get(phase, [])
-    if "results" not in point:
-        return records
-    members = {(s["seed"], s.get("learning_rate")) for s in best_members(point["results"])}
-    return [r for r in records if (r["seed"], r.get("learning_rate")) in members] or records
+    return (_of_reported(point["results"], records) or records) if "results" in point else records
 
 
 def _options(config: Config) -> str:
@@ -517,7 +524,9 @@ def write_csv(path: Path, table: str, points: dict[PointKey, dict]) -> None:
     io.atomic_write(path, lambda f: f.write(buf.getvalue()))
 
 
-def write_plots(out_dir: Path, table: str, sweep: Sweep, points: dict[PointKey, dict]) -> list[Path]:
+def write_plots(
+    out_dir: Path, table: str, sweep: Sweep, configs: dict[PointKey, Config], points: dict[PointKey, dict]
+) -> list[Path]:
     """Learning curves of the headline metric per T, and (for several T) the final metric against T."""
     from experiments.plots import plot_learning_curves, plot_metric_vs_length  # matplotlib: not for a bad flag
 
@@ -530,7 +539,7 @@ def write_plots(out_dir: Path, table: str, sweep: Sweep, points: dict[PointKey, 
         trained = [r for r in rows if "busy" not in points[PointKey(r, T)]]  # a busy point has no curve yet
         if not trained:
             continue
-        task = task_of(sweep.points()[PointKey(trained[0], T)])
+        task = task_of(configs[PointKey(trained[0], T)])
         curves = {r: _curve(points[PointKey(r, T)], task.headline) for r in trained}
         baseline = 1.0 if task.headline == "ratio" else task.baseline
         name = f"{task.metric_name} / baseline" if task.headline == "ratio" else task.metric_name
@@ -539,7 +548,7 @@ def write_plots(out_dir: Path, table: str, sweep: Sweep, points: dict[PointKey, 
         paths.append(path)
     if len(lens) < 2 or not any("results" in p for p in points.values()):
         return paths
-    task = task_of(next(iter(sweep.points().values())))
+    task = task_of(configs[next(iter(points))])
 
     def final(point: dict) -> list[float]:
         return [s["final"][task.headline] for s in best_members(point["results"])] if "results" in point else [math.nan]
@@ -554,8 +563,7 @@ def write_plots(out_dir: Path, table: str, sweep: Sweep, points: dict[PointKey, 
 
 def _curve(point: dict, metric: str) -> tuple[list[int], np.ndarray]:
     """(steps, values (steps, seeds)) of the held-out `metric`, for the seeds the table reports."""
-    members = {(s["seed"], s.get("learning_rate")) for s in best_members(point["results"])}
-    records = [r for r in point["metrics"] if (r["seed"], r.get("learning_rate")) in members]
+    records = _of_reported(point["results"], point["metrics"])
     steps = sorted({r["step"] for r in records})
     return steps, np.array([[r[f"eval_{metric}"] for r in records if r["step"] == s] for s in steps])
 
@@ -565,8 +573,9 @@ def write_report(
 ) -> str:
     """`<table>.md`, `<table>.csv` and the plots in `out_dir`, from `points`; returns the report."""
     wall = sum(p["results"]["wall_time_s"] for p in points.values() if "results" in p)
-    report = render(table, sweep, points, command, wall or elapsed)
-    plots = write_plots(out_dir, table, sweep, points)
+    configs = sweep.points()
+    report = render(table, sweep, configs, points, command, wall or elapsed)
+    plots = write_plots(out_dir, table, sweep, configs, points)
     report += "\n" + "\n".join(f"![{p.stem}]({p.name})" for p in plots) + "\n"
     io.atomic_write(out_dir / f"{table}.md", lambda f: f.write(report))
     write_csv(out_dir / f"{table}.csv", table, points)
