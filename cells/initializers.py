@@ -62,13 +62,14 @@ def check_chrono(t_max: float) -> None:
         raise ValueError(f"chrono_tmax must be 0 (off) or at least 2; got {t_max!r}")
 
 
-def chrono_bias(t_max: float, num_blocks: int, keep_block: int, write_block: int | None = None) -> Initializer:
+def chrono_bias(t_max: float, num_blocks: int, keep_block: int | None, write_block: int | None = None) -> Initializer:
     """Chrono initialisation (Tallec & Ollivier 2018) of a fused (num_blocks * H,) gate bias.
 
-    The block of the gate that keeps the old state gets log(u), u ~ U[1, t_max - 1], so that
-    sigmoid(bias) = 1 - 1/(1 + u): characteristic forgetting times 1 + u spread over [2, t_max].
-    The block of the gate that writes new content, if any (`write_block`), gets -log(u): its gate
-    starts at 1/(1 + u), the complement. Every other block is zero. One bias per gate: no second
+    The block of the gate that keeps the old state, if any (`keep_block`), gets log(u),
+    u ~ U[1, t_max - 1], so that sigmoid(bias) = 1 - 1/(1 + u): characteristic forgetting times
+    1 + u spread over [2, t_max]. The block of the gate that writes new content, if any
+    (`write_block`), gets -log(u): its gate starts at 1/(1 + u), the complement (minGRU has only
+    this gate: h' = (1 - z) h + z h~ keeps 1 - z = u / (1 + u)). Every other block is zero. One bias per gate: no second
     (recurrent) bias is written, so the effective bias is not doubled.
     """
 
@@ -76,7 +77,9 @@ def chrono_bias(t_max: float, num_blocks: int, keep_block: int, write_block: int
         (size,) = shape
         H = size // num_blocks
         log_u = jnp.log(jax.random.uniform(key, (H,), dtype, 1.0, t_max - 1.0))
-        bias = jnp.zeros(shape, dtype).at[keep_block * H : (keep_block + 1) * H].set(log_u)
+        bias = jnp.zeros(shape, dtype)
+        if keep_block is not None:
+            bias = bias.at[keep_block * H : (keep_block + 1) * H].set(log_u)
         if write_block is not None:
             bias = bias.at[write_block * H : (write_block + 1) * H].set(-log_u)
         return bias

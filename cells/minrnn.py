@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from cells.base import Cell
+from cells.initializers import check_chrono, chrono_bias
 from cells.scan import linear_recurrence
 
 
@@ -31,6 +32,13 @@ class _MinRNN(Cell):
     """Shared body: an input projection into `num_blocks` blocks, coefficients, a linear recurrence."""
 
     num_blocks = 2
+    chrono_blocks = (None, 0)  # the (keep, write) gate blocks of chrono_bias
+
+    chrono_tmax: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_chrono(self.chrono_tmax)
+        super().__post_init__()
 
     @nn.nowrap
     def coefficients(self, a_x: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -41,7 +49,10 @@ class _MinRNN(Cell):
     def __call__(self, carry: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         G = self.num_blocks * self.hidden_size
         W = self.param("input_kernel", nn.initializers.lecun_normal(), (x.shape[-1], G))
-        bias = self.param("bias", nn.initializers.zeros_init(), (G,))
+        bias_init = nn.initializers.zeros_init()
+        if self.chrono_tmax:
+            bias_init = chrono_bias(self.chrono_tmax, self.num_blocks, *self.chrono_blocks)
+        bias = self.param("bias", bias_init, (G,))
         a, b = self.coefficients(x @ W + bias)
         h = a * carry + b
         return h, h
@@ -74,6 +85,12 @@ class MinGRUCell(_MinRNN):
     uses PyTorch's default linear init; the paper states none). Carry: h, zeros at init. No
     output projection (the paper's models add one around the cell). ``sequence``: one associative
     scan over time (see the module docstring).
+
+    ``chrono_tmax=T_max`` (default 0 = off) applies the chrono initialisation (Tallec & Ollivier
+    2018) to the update gate, an option of this lab (not of the paper): the z block of b starts at
+    -log(u), u ~ U[1, T_max - 1], so 1 - z = u / (1 + u) keeps h over about 1 + u steps. At the
+    zero bias z = 1/2 and h forgets in about two steps, so a gradient from T steps away starts at
+    2^-T.
     """
 
     num_blocks = 2
@@ -100,9 +117,14 @@ class MinLSTMCell(_MinRNN):
     Parameters: ``input_kernel`` W (I, 3H), lecun-normal; ``bias`` b (3H,), zeros (the paper's
     ``forget_bias_init_scale`` option is not provided). Carry: h, zeros at init. ``sequence``: one
     associative scan over time (see the module docstring).
+
+    ``chrono_tmax=T_max`` (default 0 = off): chrono initialisation (Tallec & Ollivier 2018), an
+    option of this lab: the f block of b starts at log(u) and the i block at -log(u),
+    u ~ U[1, T_max - 1], so f' = u / (1 + u) keeps h over about 1 + u steps.
     """
 
     num_blocks = 3
+    chrono_blocks = (0, 1)
 
     @nn.nowrap
     def coefficients(self, a_x: jax.Array) -> tuple[jax.Array, jax.Array]:

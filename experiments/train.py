@@ -66,16 +66,23 @@ def vmap_in_chunks(fn: Any, chunk: int | Callable[[int], int]) -> Any:
     seeds, so `experiments.policy.seed_chunk` chunks there only when memory requires it.
     """
 
+    def vmapped(tree: Any) -> Any:
+        if jax.tree.leaves(tree)[0].shape[0] > 1:
+            return jax.vmap(fn)(tree)
+        # one seed: no batch axis at all (a size-1 vmap makes every dot a batched dot_general, which
+        # XLA:CPU runs 2x slower than a plain GEMM: see experiments.policy)
+        return jax.tree.map(lambda a: a[None], fn(jax.tree.map(lambda a: a[0], tree)))
+
     def chunked(tree: Any) -> Any:
         n = jax.tree.leaves(tree)[0].shape[0]
         size = chunk(n) if callable(chunk) else chunk
         if n <= size:
-            return jax.vmap(fn)(tree)
+            return vmapped(tree)
         k = n // size * size
         head = jax.tree.map(lambda a: a[:k].reshape((k // size, size) + a.shape[1:]), tree)
-        out = jax.tree.map(lambda a: a.reshape((k,) + a.shape[2:]), jax.lax.map(jax.vmap(fn), head))
+        out = jax.tree.map(lambda a: a.reshape((k,) + a.shape[2:]), jax.lax.map(vmapped, head))
         if k < n:
-            tail = jax.vmap(fn)(jax.tree.map(lambda a: a[k:], tree))
+            tail = vmapped(jax.tree.map(lambda a: a[k:], tree))
             out = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), out, tail)
         return out
 

@@ -390,7 +390,23 @@ def test_chrono_init_lstm_and_gru() -> None:
         make_cell("lstm", H, "chrono_tmax=1.5")
 
 
-@pytest.mark.parametrize("spec", ["lstm", "gru"])
+def test_chrono_init_mingru_and_minlstm() -> None:
+    """The gate that keeps h starts at u / (1 + u), u ~ U[1, T_max - 1]: forgetting times up to T_max."""
+    t_max, n = 1000, 64
+    mingru = _params("mingru", f"chrono_tmax={t_max}", width=n)["bias"]
+    keep = jax.nn.sigmoid(-mingru[:n])  # 1 - z
+    u = keep / (1 - keep)
+    assert u.min() >= 1 - 1e-4 and u.max() <= t_max - 1 + 1e-2 and u.max() > (t_max - 1) * 0.8
+    np.testing.assert_array_equal(mingru[n:], 0)  # the candidate block
+    minlstm = _params("minlstm", f"chrono_tmax={t_max}", width=n)["bias"]
+    f, i = jax.nn.sigmoid(minlstm[:n]), jax.nn.sigmoid(minlstm[n : 2 * n])
+    np.testing.assert_allclose(f / (f + i), np.exp(minlstm[:n]) / (1 + np.exp(minlstm[:n])), rtol=1e-5)  # u/(1+u)
+    np.testing.assert_array_equal(minlstm[2 * n :], 0)
+    with pytest.raises(ValueError, match="chrono_tmax must be 0"):
+        make_cell("mingru", H, "chrono_tmax=1.5")
+
+
+@pytest.mark.parametrize("spec", ["lstm", "gru", "mingru", "minlstm"])
 def test_chrono_off_is_the_default_init(spec: str) -> None:
     default, off = _params(spec, seed=5), _params(spec, "chrono_tmax=0", seed=5)
     jax.tree.map(np.testing.assert_array_equal, default, off)

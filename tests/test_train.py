@@ -1,5 +1,6 @@
 """train_and_evaluate end to end: outputs, determinism, seeds under vmap, resume, divergence."""
 
+import re
 import subprocess
 import sys
 
@@ -170,9 +171,15 @@ def test_cli_bad_flag_is_one_line_without_traceback(tmp_path):
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="a CPU property: GPU programs may differ in rounding")
 def test_vmap_in_chunks_is_bit_identical_to_vmap():
-    exp = Experiment(TINY.replace(num_seeds=5))
-    state = exp.compiled_init()(jnp.arange(5))
+    exp = Experiment(TINY.replace(num_seeds=8))
+    state = exp.compiled_init()(jnp.arange(8))
     plain = jax.jit(jax.vmap(exp.train_step))(state)
-    chunked = jax.jit(vmap_in_chunks(exp.train_step, 2))(state)  # 2 chunks of 2, then 1 left over
+    chunked = jax.jit(vmap_in_chunks(exp.train_step, 3))(state)  # 2 chunks of 3, then 2 left over
     assert all(jax.tree.leaves(jax.tree.map(np.array_equal, plain, chunked)))
     assert exp.seed_chunk() >= 1
+    # chunks of one seed run unbatched (plain GEMMs, not size-1 batched dots): equal to float32 rounding
+    single = jax.jit(vmap_in_chunks(exp.train_step, 1))(state)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), plain, single)
+    jaxpr = str(jax.make_jaxpr(vmap_in_chunks(exp.train_step, 1))(jax.tree.map(lambda a: a[:1], state)))
+    batch_dims = re.findall(r"dimension_numbers=\(\(\[[\d, ]*\], \[[\d, ]*\]\), \((\[[\d, ]*\]),", jaxpr)
+    assert batch_dims and set(batch_dims) == {"[]"}  # every dot a plain GEMM
