@@ -61,9 +61,9 @@ def vmap_in_chunks(fn: Any, chunk: int | Callable[[int], int]) -> Any:
     Bit-identical to `jax.vmap(fn)` on CPU when every chunk holds two seeds or more (tested); a
     lone seed runs without the batch axis (equal to float32 rounding; see `vmapped`). Why chunks:
     a step vmapped over all N seeds keeps N x the scan's stacked backward residuals in one
-    temporary buffer; on CPU, once that passes
-    glibc's 32 MiB mmap threshold it is mapped fresh on every call, and the page faults of
-    filling it made 4 and 8 vmapped LSTM seeds 0.6x as fast as running them one by one. Chunks
+    temporary buffer; on CPU, once that passes glibc's 32 MiB mmap threshold it is mapped fresh
+    on every call, and the page faults of filling it made 4 and 8 vmapped LSTM seeds 0.6x as
+    fast as running them one by one. Chunks
     keep the live buffer at `chunk` seeds' worth and reuse it. On a GPU chunking serialises the
     seeds, so `experiments.policy.seed_chunk` chunks there only when memory requires it.
     """
