@@ -1,27 +1,73 @@
 #!/usr/bin/env bash
-# Everything the project measures and checks on a GPU, in one run (a lent H100/H200 has minutes):
-# 1. the speed benchmark's gpu preset (ours vs cuDNN, both paths, seeds 1..256), 2. the non-slow
-# test suite on the GPU. Reports go to $OUT (default runs/gpu), written as they are produced.
-#   bash benchmarks/gpu_session.sh                 # on a GPU machine
-#   PRESET=gpu_tiny TEST_ARGS=tests/test_fused.py bash benchmarks/gpu_session.sh   # rehearsal on CPU
+# Everything the project measures on a lent GPU (minutes of it), in one run; reports go to $OUT (default
+# runs/gpu) as they are produced, and each part ends before DEADLINE seconds:
+#  1. the long adding points that need a GPU, trained with the local launcher for TRAIN_S seconds, then
+#     stopped with SIGTERM (each worker checkpoints and writes results.json) and packed, checkpoints included
+#     when they fit, into $OUT/adding_gpu.tgz: unpack it in the repo and run the same tables command to resume;
+#  2. speed: the LSTM against PyTorch's cuDNN LSTM at B=50 T=1000 H=128 and B=128 T=520 H=256, and the seeds
+#     table (N = 1, 32, 256 seeds in one vmapped program vs one after another), at --matmul_precision=highest
+#     and =default (TF32; PyTorch follows: TF32 off / on in cuBLAS and cuDNN);
+#  3. the non-slow test suite on the GPU, when TEST_S > 0.
+#   bash benchmarks/gpu_session.sh                                   # on a GPU machine
+#   SETTINGS=24x24x8 SEEDS_SETTING=4x12x8 SEEDS=1,2 RESULTS=/tmp/rehearsal TRAIN_ARGS="--table=adding
+#     --preset=quick --cells=rnn,gru --seq_lens=20 --steps=50 --results_dir=/tmp/rehearsal" TRAIN_S=60 \
+#     bash benchmarks/gpu_session.sh                                 # rehearsal on CPU
 set -uo pipefail
 export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
 OUT=${OUT:-runs/gpu}
-PRESET=${PRESET:-gpu}
 PY=${PY:-python3}
+DEADLINE=${DEADLINE:-570}  # seconds from the start by which everything has ended
+TRAIN_ARGS=${TRAIN_ARGS-"--table=adding --preset=long --cells=mingru,gru,lstm --seq_lens=5000 --steps=1500"}
+TRAIN_S=${TRAIN_S:-330}
+WORKERS=${WORKERS:-3}
+RESULTS=${RESULTS:-results}  # where TRAIN_ARGS's tables write
+PRECISIONS=${PRECISIONS-highest default}  # of the speed part; PRECISIONS= skips it
+SETTINGS=${SETTINGS:-50x1000x128,128x520x256}
+SEEDS_SETTING=${SEEDS_SETTING:-50x100x128}
+SEEDS=${SEEDS:-1,32,256}
+TEST_S=${TEST_S:-0}
+left() { echo $((DEADLINE - SECONDS)); }
 mkdir -p "$OUT"
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1
   $PY -c "import sys, jax, flax, optax; print(sys.version.split()[0], 'jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, jax.devices())"
   $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version())" 2>&1
-} > "$OUT/env.txt"
-cat "$OUT/env.txt"
-timeout "${SPEED_TIMEOUT:-330}" $PY -m benchmarks.speed --preset="$PRESET" --out="$OUT/speed_gpu.md" 2>&1 | tee "$OUT/speed.log"
-echo "speed exit: ${PIPESTATUS[0]}"
-if [ "$PRESET" = gpu ]; then  # the unroll policy: lstm at the long setting, both paths
-  timeout "${UNROLL_TIMEOUT:-70}" $PY -m benchmarks.speed --sections=speed --settings=50x1000x128 --cells=lstm \
-    --variants=sequence+unroll1,sequence+unroll4,sequence+unroll16,step+unroll1 --notorch --rounds=3 \
-    --out="$OUT/unroll_gpu.md" 2>&1 | tail -12
+} > "$OUT/speed.log"
+cat "$OUT/speed.log"
+touch "$OUT/.start"
+if [ -n "$TRAIN_ARGS" ]; then
+  limit=$(( TRAIN_S < $(left) - 40 ? TRAIN_S : $(left) - 40 ))
+  # shellcheck disable=SC2086
+  timeout -s TERM -k 30 "$limit" $PY -m benchmarks.tables $TRAIN_ARGS --launcher=local --workers="$WORKERS" \
+    > "$OUT/train.log" 2>&1
+  echo "train exit $? at ${SECONDS}s"
+  pkill -TERM -f "experiments|submitit" && sleep 10  # workers a killed launcher left: checkpoint and stop
+  tail -25 "$OUT/train.log"
+  # what training wrote (checkpoints too, if they fit in the 16 MB a returned file may have)
+  find "$RESULTS" -type f -newer "$OUT/.start" > "$OUT/.new"
+  tar czf "$OUT/adding_gpu.tgz" -T "$OUT/.new" 2>/dev/null
+  if [ "$(stat -c %s "$OUT/adding_gpu.tgz")" -gt 15000000 ]; then
+    grep -v /checkpoints/ "$OUT/.new" | tar czf "$OUT/adding_gpu.tgz" -T - 2>/dev/null
+  fi
 fi
-timeout "${TEST_TIMEOUT:-200}" $PY -m pytest -q -m "not slow" -p no:cacheprovider -o addopts="" --timeout=120 ${TEST_ARGS:-tests} 2>&1 | tee "$OUT/tests.log" | tail -40
-echo "tests exit: ${PIPESTATUS[0]}"
+for precision in $PRECISIONS; do
+  for section in speed seeds; do
+    [ "$(left)" -lt 40 ] && { echo "no time left for $section at $precision"; continue; }
+    if [ $section = speed ]; then
+      args=(--preset=full --settings="$SETTINGS" --cells=lstm --noflax --rounds=5 --min_round_s=0.2)
+    else
+      args=(--preset=gpu --seeds_setting="$SEEDS_SETTING" --seed_counts="$SEEDS" --notorch --rounds=3)
+    fi
+    timeout "$(( $(left) < 150 ? $(left) : 150 ))" $PY -m benchmarks.speed --sections=$section "${args[@]}" \
+      --matmul_precision="$precision" --out="$OUT/${section}_$precision.md" >> "$OUT/speed.log" 2>&1
+    echo "$section $precision exit $? at ${SECONDS}s"
+  done
+done
+grep -E "^(seeds|B=)" "$OUT/speed.log"
+if [ "$TEST_S" -gt 0 ] && [ "$(left)" -gt 30 ]; then
+  timeout "$(( $(left) < TEST_S ? $(left) : TEST_S ))" $PY -m pytest -q -m "not slow" -p no:cacheprovider \
+    -o addopts="" --timeout=120 -n 8 tests > "$OUT/tests.log" 2>&1
+  echo "tests exit $? at ${SECONDS}s"; tail -15 "$OUT/tests.log"
+fi
+rm -f "$OUT/.start" "$OUT/.new"
+ls -la "$OUT"

@@ -79,6 +79,7 @@ from experiments.compare import DEFAULTS as MAIN_JOB
 from experiments.config import Config, ConfigError, check_out_file, validate
 from experiments.io import atomic_write
 from experiments.model import SequenceModel
+from experiments.policy import PRECISIONS
 from experiments.report import fmt, markdown_table
 from experiments.train import Experiment
 from tasks.copy_memory import NUM_RECALL, CopyMemory
@@ -146,6 +147,7 @@ class Options:
     seed_counts: tuple[int, ...] = (1, 2, 4, 8)
     flax: bool = True  # time flax's nn.RNN beside ours
     seeds_cells: tuple[str, ...] | None = None  # cells of the seeds table (None: `cells`)
+    matmul_precision: str = "highest"  # ours: --matmul_precision; PyTorch on CUDA: TF32 off (highest) or on
 
 
 PRESETS = {
@@ -291,7 +293,9 @@ class TorchContender:
     `num_models` independent models (seeds), trained one after another at every step: the way
     PyTorch runs N seeds without vmap. On `device="cuda"` the batches live on the GPU, the RNN is
     cuDNN's, and `run` synchronises before returning. Loss: cross-entropy at every step (copy) or
-    MSE of the last step's output (adding), as the JAX task computes it.
+    MSE of the last step's output (adding), as the JAX task computes it. Precision follows ours:
+    `config.matmul_precision` "highest" turns TF32 off in cuBLAS and cuDNN (PyTorch's own default
+    leaves it on in cuDNN's RNN kernels), "default" turns it on in both, as XLA does on a GPU.
     """
 
     def __init__(
@@ -300,6 +304,8 @@ class TorchContender:
     ):  # fmt: skip
         torch.set_num_threads(threads)
         torch.manual_seed(config.seed)
+        tf32 = config.matmul_precision == "default"
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
         self.name, self.torch, self.clip, self.device = name, torch, config.clip_norm, device
         task = Experiment(config).task
         self.last_only = task.readout == "last"
@@ -412,7 +418,7 @@ def time_contenders(contenders: list[Any], rounds: int, warmup: int, min_round_s
 
 def make_contenders(options: Options, setting: Setting, cell: str, torch: Any) -> list[Any]:
     """ours, flax's cell(s), torch (if given) and our variants, for one (setting, cell); ours first."""
-    config = setting.config(cell)
+    config = setting.config(cell).replace(matmul_precision=options.matmul_precision)
     parts = validate(config)
     seeds = jnp.arange(options.num_seeds)[None]
     contenders: list[Any] = [JaxContender("ours", train_programs(Experiment(config, parts)), seeds)]
@@ -471,6 +477,7 @@ def benchmark_seeds(
     groups = []
     for cell in options.seeds_cells or options.cells:
         config = MAIN_JOB.replace(cell=cell, batch_size=s.batch_size, seq_len=s.length, hidden_size=s.hidden_size)
+        config = config.replace(matmul_precision=options.matmul_precision)
         programs = train_programs(Experiment(config, validate(config)))  # shared: compiled once per seed count
         for num_seeds in options.seed_counts:
             t0, seeds = time.perf_counter(), jnp.arange(num_seeds)
@@ -581,6 +588,9 @@ def markdown(options: Options, groups: list[Group], seeds: list[SeedsGroup], tor
     elif torch is not None:
         policy = os.environ.get("OMP_WAIT_POLICY", "default")
         versions += f", torch {torch.__version__} ({options.torch_threads} threads, OMP_WAIT_POLICY {policy})"
+    versions += f"; matmul precision {options.matmul_precision}"
+    if torch is not None and torch_device(torch) == "cuda":
+        versions += f" (PyTorch: TF32 {'on' if options.matmul_precision == 'default' else 'off'} in cuBLAS and cuDNN)"
     out.append(
         f"{versions}; Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs; "
         f"{datetime.date.today().isoformat()}."
@@ -606,6 +616,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("warmup", None, "Override the preset's warm-up steps per contender (after compiling).")
     flags.DEFINE_float("min_round_s", None, "Override the preset's minimum seconds of one contender in one round.")
     flags.DEFINE_bool("torch", True, "Time PyTorch too, when `import torch` works.")
+    flags.DEFINE_bool("flax", None, "Override the preset: time flax's nn.RNN over the same cells too.")
     flags.DEFINE_integer("torch_threads", 2, "torch.set_num_threads for the PyTorch column.")
     flags.DEFINE_string(
         "variants",
@@ -616,6 +627,9 @@ def define_flags() -> None:
     flags.DEFINE_string("seeds_setting", None, "Override the preset's BxTxH of the seeds table (adding, T = seq_len).")
     flags.DEFINE_string("seed_counts", None, "Override the preset's seed counts N of the seeds table: N,...")
     flags.DEFINE_string("out", "", "Also write the Markdown report to this file (atomically).")
+    flags.DEFINE_string(
+        "matmul_precision", "highest", "Ours as experiments.train's flag; PyTorch on CUDA: TF32 off (highest) or on."
+    )
 
 
 def options_from_flags() -> Options:
@@ -623,6 +637,8 @@ def options_from_flags() -> Options:
 
     options = PRESETS[FLAGS.preset]
     changes: dict[str, Any] = {"use_torch": FLAGS.torch, "num_seeds": FLAGS.num_seeds}
+    if FLAGS.flax is not None:
+        changes["flax"] = FLAGS.flax
     if FLAGS.torch_threads < 1:
         raise ConfigError(f"--torch_threads={FLAGS.torch_threads}: must be >= 1")
     changes["torch_threads"] = FLAGS.torch_threads
@@ -633,6 +649,9 @@ def options_from_flags() -> Options:
             changes[name] = tuple(list_flag(value, name))
             if bad := [c for c in changes[name] if c not in allowed]:
                 raise ConfigError(f"--{name}: {', '.join(bad)} not among {', '.join(allowed)}")
+    if FLAGS.matmul_precision not in PRECISIONS:
+        raise ConfigError(f"--matmul_precision={FLAGS.matmul_precision!r}: must be one of {', '.join(PRECISIONS)}")
+    changes["matmul_precision"] = FLAGS.matmul_precision
     if FLAGS.seeds_setting is not None:
         changes["seeds_setting"] = Setting.parse(FLAGS.seeds_setting, "seeds_setting", min_length=2)
     if FLAGS.seed_counts is not None:
