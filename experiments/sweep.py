@@ -428,8 +428,7 @@ def render(
         settings = f"{sweep.describe()}; every seed evaluated on {held_out} held-out test sequences"
     out = [
         f"# `{table}` table", "",
-        f"Command: `{command}`  ", f"Wall time: {wall / 60:.1f} min on {_machine()}  ",
-        f"Versions: {', '.join(f'{k} {v}' for k, v in package_versions().items())}  ",
+        f"Command: `{command}`  ", *_provenance(points, wall, package_versions()),
         f"Settings: {settings}.", "",
     ]  # fmt: skip
     if sweep.measure != "gradients":
@@ -483,10 +482,38 @@ def _options(config: Config) -> str:
     return f" ({config.task_options})" if config.task_options else ""
 
 
-def _machine() -> str:
+def _provenance(points: dict[PointKey, dict], wall: float, versions: dict[str, str]) -> list[str]:
+    """The header's "Wall time:" and "Versions:" lines, from each point's results.json: a table may hold points
+    trained on several machines (say the long ones on a lent GPU), each then named with its points. Without
+    any results: this process's machine, `wall` and `versions`."""
     import jax
 
-    return f"{os.cpu_count()} CPU cores ({jax.devices()[0].platform})"
+    machines: dict[str, dict[str, Any]] = {}
+    for key, p in points.items():
+        if "results" not in p:
+            continue
+        ex, r = p["results"].get("execution", {}), p["results"]
+        backend, kind = ex.get("backend", "?"), ex.get("device_kind", "?")
+        m = machines.setdefault(backend if kind in (backend, "?") else f"{backend} ({kind})", {"wall": 0.0, "at": []})
+        m["wall"] += r["wall_time_s"]
+        m["at"].append(f"{key.row} T={key.seq_len}")
+        m["versions"] = ", ".join(f"{k} {v}" for k, v in r.get("versions", {}).items())
+    if not machines:
+        here = f"{os.cpu_count()} CPU cores ({jax.devices()[0].platform})"
+        return [f"Wall time: {wall / 60:.1f} min on {here}  ", f"Versions: {_versions(versions)}  "]
+    if len(machines) == 1:
+        ((name, m),) = machines.items()
+        return [f"Wall time: {m['wall'] / 60:.1f} min on {name}  ", f"Versions: {m['versions']}  "]
+    total = sum(m["wall"] for m in machines.values())
+    each = "; ".join(f"{m['wall'] / 60:.1f} min on {name} for {', '.join(m['at'])}" for name, m in machines.items())
+    return [
+        f"Wall time: {total / 60:.1f} min in all: {each}  ",
+        "Versions: " + "; ".join(f"{name}: {m['versions']}" for name, m in machines.items()) + "  ",
+    ]
+
+
+def _versions(versions: dict[str, str]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in versions.items())
 
 
 def write_csv(path: Path, table: str, points: dict[PointKey, dict]) -> None:

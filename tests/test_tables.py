@@ -113,3 +113,22 @@ def test_every_preset_is_well_formed_data():
             assert (sweep.measure == "gradients") == (table == "gradients"), (preset, table)
             for config in sweep.points().values():
                 check_fields(config)
+
+
+def test_the_header_names_each_machine_its_points_trained_on():
+    from experiments.sweep import PointKey, _provenance
+
+    def point(backend: str, kind: str, jax_version: str, wall: float) -> dict:
+        execution = {"backend": backend, "device_kind": kind}
+        return {"results": {"execution": execution, "versions": {"jax": jax_version}, "wall_time_s": wall}}
+
+    cpu = {PointKey("gru", 1000): point("cpu", "cpu", "0.10.2", 600.0)}
+    assert _provenance(cpu, 0.0, {}) == ["Wall time: 10.0 min on cpu  ", "Versions: jax 0.10.2  "]
+    mixed = {**cpu, PointKey("gru", 5000): point("gpu", "NVIDIA H100", "0.11.2", 120.0)}
+    wall, versions = _provenance(mixed, 0.0, {})
+    assert (
+        wall
+        == "Wall time: 12.0 min in all: 10.0 min on cpu for gru T=1000; 2.0 min on gpu (NVIDIA H100) for gru T=5000  "
+    )
+    assert versions == "Versions: cpu: jax 0.10.2; gpu (NVIDIA H100): jax 0.11.2  "
+    assert _provenance({PointKey("gru", 1000): {}}, 60.0, {"jax": "x"})[1] == "Versions: jax x  "
