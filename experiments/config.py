@@ -377,7 +377,6 @@ def physical_memory_bytes() -> int:
 
 
 DIAG_BATCH = 32  # sequences in the diagnostics batch of training with --diag_every (TrainingRecorder)
-EVAL_CHUNK = 250  # held-out sequences evaluated at once (Experiment.eval_set)
 OPTIMIZER_SLOTS = {"adam": 2, "rmsprop": 1, "sgd": 1}  # per-parameter arrays of state (sgd: momentum)
 
 
@@ -417,7 +416,7 @@ def memory_estimate(config: Config, model: SequenceModel, task: Task, diagnostic
         "batch": seeds * sample_bytes(config.batch_size),
         "parameters": seeds * (2 + slots) * _nbytes(params),
         "eval": held_out_sets * sample_bytes(config.eval_size)
-        + seeds * min(config.eval_size, EVAL_CHUNK) * T * per_step,
+        + seeds * min(config.eval_size, policy.EVAL_ROWS) * T * per_step,
         "diagnostics": 0,
     }
     if b := diagnostics_batch:  # one backward pass, plus the (T, B) carry perturbations and their gradients

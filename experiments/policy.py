@@ -31,6 +31,13 @@ Measurements behind the choices (`python -m benchmarks.speed`, ratios side by si
   program). One vmap over 8 and 32 seeds gave 3.8x and 7.9x the seed-steps/s of one seed, where the
   same seeds one after another gave 1.0x; chunking serialises seeds, so a GPU chunks only when the
   seeds' residuals would not fit in `GPU_MEMORY_FRACTION` of its memory.
+- GPU (H100, session 5): evaluating 3 LSTM seeds at adding T=5000 on 250 held-out sequences at once
+  asked for one 14.3 GiB buffer (the sequence path's input projection of every step, (T, seeds, rows,
+  4H) float32, and its transposed copy) and ran out of memory beside two other workers on the card.
+  An evaluation chunk therefore holds at most `EVAL_ROWS` sequences and, on an accelerator, no more
+  than the device's members fit in `GPU_MEMORY_FRACTION` of its memory at the per-sequence size of the
+  backward residuals (an upper bound of what the forward pass keeps: 31 MB per LSTM sequence at T=5000
+  H=128, against the ~23 MB the projection and its copy take).
 """
 
 PATHS = ("auto", "sequence", "step")
@@ -38,6 +45,7 @@ PRECISIONS = ("highest", "default")
 CPU_SEED_CHUNK_BYTES = 30 * 2**20
 GPU_MEMORY_FRACTION = 0.5  # of the device's memory, for the seeds' backward residuals
 GPU_UNROLL = 8
+EVAL_ROWS = 250  # held-out sequences evaluated at once, at most
 ACCELERATORS = ("gpu", "cuda", "rocm", "tpu")
 
 
@@ -76,3 +84,15 @@ def seed_chunk(
             return num_seeds
         return max(1, min(num_seeds, int(GPU_MEMORY_FRACTION * device_memory) // per_seed))
     return max(1, min(num_seeds, CPU_SEED_CHUNK_BYTES // per_seed))
+
+
+def eval_rows(backend: str, per_row_bytes: int, members: int, device_memory: int | None = None) -> int:
+    """Held-out sequences per chunk of one evaluation (the chunks looped with `lax.map`), at least 1.
+
+    `per_row_bytes`: one sequence's backward residuals (`SequenceModel.activation_bytes(1, T, I)`), a bound on
+    its forward pass; `members`: the seeds (x learning rates) evaluated together on one device.
+    """
+    if backend in ACCELERATORS and device_memory is not None:
+        fit = int(GPU_MEMORY_FRACTION * device_memory) // (max(members, 1) * max(per_row_bytes, 1))
+        return max(1, min(EVAL_ROWS, fit))
+    return EVAL_ROWS

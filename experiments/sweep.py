@@ -497,7 +497,7 @@ def _provenance(points: dict[PointKey, dict], wall: float, versions: dict[str, s
         m = machines.setdefault(backend if kind in (backend, "?") else f"{backend} ({kind})", {"wall": 0.0, "at": []})
         m["wall"] += r["wall_time_s"]
         m["at"].append(f"{key.row} T={key.seq_len}")
-        m["versions"] = ", ".join(f"{k} {v}" for k, v in r.get("versions", {}).items())
+        m["versions"] = _versions(r.get("versions", {}), order=list(versions))
     if not machines:
         here = f"{os.cpu_count()} CPU cores ({jax.devices()[0].platform})"
         return [f"Wall time: {wall / 60:.1f} min on {here}  ", f"Versions: {_versions(versions)}  "]
@@ -512,8 +512,11 @@ def _provenance(points: dict[PointKey, dict], wall: float, versions: dict[str, s
     ]
 
 
-def _versions(versions: dict[str, str]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in versions.items())
+def _versions(versions: dict[str, str], order: list[str] | None = None) -> str:
+    """ "python 3.11.7, jax 0.10.2, ...": the packages in `order` first, in that order (results.json sorts them)."""
+    order = order or []
+    rank = lambda name: order.index(name) if name in order else len(order)  # noqa: E731
+    return ", ".join(f"{k} {versions[k]}" for k in sorted(versions, key=rank))
 
 
 def write_csv(path: Path, table: str, points: dict[PointKey, dict]) -> None:

@@ -203,10 +203,15 @@ class Experiment:
         """Seeds per vmapped chunk of the train step on one device (`experiments.policy.seed_chunk`)."""
         c = self.config
         per_seed = self.model.activation_bytes(c.batch_size, self.task.length, self.task.input_size)
-        device = jax.local_devices()[0]
-        memory = (device.memory_stats() or {}).get("bytes_limit") if device.platform != "cpu" else None
         n = seeds_per_device or num_members(c)
-        return policy.seed_chunk(device.platform, per_seed, n, memory, c.seed_chunk)
+        backend, memory = _device_memory()
+        return policy.seed_chunk(backend, per_seed, n, memory, c.seed_chunk)
+
+    def eval_rows(self, members_per_device: int | None = None) -> int:
+        """Held-out sequences per chunk of one evaluation on one device (`experiments.policy.eval_rows`)."""
+        per_row = self.model.activation_bytes(1, self.task.length, self.task.input_size)
+        backend, memory = _device_memory()
+        return policy.eval_rows(backend, per_row, members_per_device or num_members(self.config), memory)
 
     def compiled_step(self, mesh: Mesh | None = None) -> Any:
         """The jitted train step over a leading seed axis sharded over `mesh` (state donated).
@@ -236,11 +241,12 @@ class Experiment:
         ("eval_"), and in a sweep the validation split ("valid_") its best rate is chosen on."""
         return {"eval": "test", "valid": "valid"} if self.sweep else {"eval": "test"}
 
-    def eval_set(self, split: str = "test") -> tuple[jax.Array, jax.Array]:
-        """The fixed held-out set of `split` (`Task.held_out`), as chunks (n, chunk, ...) of at most 250 sequences."""
+    def eval_set(self, split: str = "test", members_per_device: int | None = None) -> tuple[jax.Array, jax.Array]:
+        """The fixed held-out set of `split` (`Task.held_out`) as equal chunks (n, chunk, ...), `chunk` the largest
+        divisor of its size up to `eval_rows` (250, fewer on an accelerator when the members would not fit)."""
         inputs, targets = self.task.held_out(split, self.config.eval_size)
         n = inputs.shape[0]
-        chunk = max(d for d in range(1, min(n, 250) + 1) if n % d == 0)
+        chunk = max(d for d in range(1, min(n, self.eval_rows(members_per_device)) + 1) if n % d == 0)
         split = lambda a: a.reshape((n // chunk, chunk) + a.shape[1:])  # noqa: E731
         return split(inputs), split(targets)
 
@@ -248,6 +254,13 @@ class Experiment:
         """Task metrics on the held-out set (equal chunks, so the mean of means is exact)."""
         per_chunk = jax.lax.map(lambda b: self.task.metrics(self.model.apply(params, b[0]), b[1]), eval_set)
         return jax.tree.map(jnp.mean, per_chunk)
+
+
+def _device_memory() -> tuple[str, int | None]:
+    """The platform of the first local device and, on an accelerator, its allocator's limit in bytes."""
+    device = jax.local_devices()[0]
+    memory = (device.memory_stats() or {}).get("bytes_limit") if device.platform != "cpu" else None
+    return device.platform, memory
 
 
 def reset_meters(state: TrainState) -> TrainState:
@@ -417,7 +430,8 @@ def _train_from(exp, workdir, mesh, state, checkpoints, stop_signal, previous, t
     step_fn = exp.compiled_step(mesh)
     eval_fn = exp.compiled_eval(mesh)
     reset_fn = jax.jit(reset_meters, donate_argnums=0)
-    eval_sets = {prefix: exp.eval_set(split) for prefix, split in exp.eval_splits().items()}
+    per_device = num_members(config) // mesh.size
+    eval_sets = {prefix: exp.eval_set(split, per_device) for prefix, split in exp.eval_splits().items()}
     evaluate = lambda state: {prefix: eval_fn(state.params, s) for prefix, s in eval_sets.items()}  # noqa: E731
     diagnostics = _diagnostics_recorder(exp, workdir, config)
 

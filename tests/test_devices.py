@@ -36,6 +36,30 @@ def test_policies_per_backend(backend):
         assert policy.seed_chunk(backend, 2**30, 256, device_memory=80 * 2**30) == 40
         assert policy.seed_chunk(backend, 2**40, 4, device_memory=80 * 2**30) == 1
         assert policy.seed_chunk(backend, 2**30, 256, device_memory=None) == 256
+    # an evaluation chunk: 250 held-out sequences, fewer where the device's members would not fit
+    assert policy.eval_rows(backend, 31 * MB, 3, device_memory=80 * 2**30 if accelerator else None) == 250
+    big = policy.eval_rows(backend, 31 * MB, 32, device_memory=24 * 2**30)  # 32 LSTM seeds at T=5000 in 24 GiB
+    assert big == (12 if accelerator else 250)  # 12 GiB / (32 x 31 MiB) = 12.4
+    assert policy.eval_rows(backend, 2**40, 1, device_memory=80 * 2**30) == (1 if accelerator else 250)
+
+
+def test_a_smaller_evaluation_chunk_gives_the_same_metrics(monkeypatch):
+    """`eval_set` cuts the held-out set into equal chunks of the largest divisor up to `eval_rows`."""
+    import jax.numpy as jnp
+
+    from experiments.train import Experiment
+
+    exp = Experiment(Config(cell="gru", task="adding", seq_len=20, hidden_size=8, eval_size=500, num_seeds=2))
+    params = exp.compiled_init()(*exp.member_inputs()).params
+    evaluate = exp.compiled_eval()
+    whole = exp.eval_set()
+    monkeypatch.setattr(policy, "eval_rows", lambda backend, per_row, members, memory: 7)
+    small = exp.eval_set()
+    assert whole[0].shape[:2] == (2, 250) and small[0].shape[:2] == (100, 5)
+    assert jnp.array_equal(whole[0].reshape(small[0].shape), small[0])
+    a, b = evaluate(params, whole), evaluate(params, small)
+    for k in a:
+        assert jnp.allclose(a[k], b[k], rtol=1e-5), k
 
 
 def test_cells_declare_where_their_whole_sequence_method_wins():
