@@ -5,7 +5,8 @@
 #     stopped with SIGTERM (each worker checkpoints and writes results.json) and packed, checkpoints included
 #     when they fit, into $OUT/adding_gpu.tgz: unpack it in the repo and run the same tables command to resume;
 #  2. speed: the LSTM against PyTorch's cuDNN LSTM at B=50 T=1000 H=128 and B=128 T=520 H=256, and the seeds
-#     table (N = 1, 32, 256 seeds in one vmapped program vs one after another), at --matmul_precision=highest
+#     table (N = 1, 32, 256 seeds in one vmapped program vs one after another, and vmapped through the step scan
+#     instead of the fused kernel), at --matmul_precision=highest
 #     and =default (TF32; PyTorch follows: TF32 off / on in cuBLAS and cuDNN);
 #  3. the non-slow test suite on the GPU, when TEST_S > 0.
 #   bash benchmarks/gpu_session.sh                                   # on a GPU machine
@@ -17,7 +18,9 @@ export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
 OUT=${OUT:-runs/gpu}
 PY=${PY:-python3}
 DEADLINE=${DEADLINE:-570}  # seconds from the start by which everything has ended
-TRAIN_ARGS=${TRAIN_ARGS-"--table=adding --preset=long --cells=mingru,gru,lstm --seq_lens=5000 --steps=1500"}
+# the long adding grid at the committed points' budget: finished points are skipped, the rest go on from where
+# they stopped (session 5 trained mingru, gru and lstm at T=5000 with --cells=mingru,gru,lstm --seq_lens=5000)
+TRAIN_ARGS=${TRAIN_ARGS-"--table=adding --preset=long --steps=1500"}
 TRAIN_S=${TRAIN_S:-330}
 WORKERS=${WORKERS:-3}
 RESULTS=${RESULTS:-results}  # where TRAIN_ARGS's tables write
@@ -56,7 +59,7 @@ for precision in $PRECISIONS; do
     if [ $section = speed ]; then
       args=(--preset=full --settings="$SETTINGS" --cells=lstm --noflax --rounds=5 --min_round_s=0.2)
     else
-      args=(--preset=gpu --seeds_setting="$SEEDS_SETTING" --seed_counts="$SEEDS" --notorch --rounds=3)
+      args=(--preset=gpu --seeds_setting="$SEEDS_SETTING" --seed_counts="$SEEDS" --variants=step --notorch --rounds=3)
     fi
     timeout "$(( $(left) < 150 ? $(left) : 150 ))" $PY -m benchmarks.speed --sections=$section "${args[@]}" \
       --matmul_precision="$precision" --out="$OUT/${section}_$precision.md" >> "$OUT/speed.log" 2>&1

@@ -472,18 +472,21 @@ def benchmark_seeds(
     options: Options, log: Callable[[str], None] = lambda s: None, torch: Any = None
 ) -> list[SeedsGroup]:
     """For each cell and N in `options.seed_counts`: N seeds in one vmapped program vs one after another
-    (ours, and PyTorch's N models one after another when `torch` is given)."""
+    (ours, and PyTorch's N models one after another when `torch` is given), and the N seeds vmapped
+    with each of `options.variants`' execution flags."""
     s = options.seeds_setting
     groups = []
     for cell in options.seeds_cells or options.cells:
         config = MAIN_JOB.replace(cell=cell, batch_size=s.batch_size, seq_len=s.length, hidden_size=s.hidden_size)
         config = config.replace(matmul_precision=options.matmul_precision)
         programs = train_programs(Experiment(config, validate(config)))  # shared: compiled once per seed count
+        variants = {v: train_programs(variant_experiment(config, v)) for v in options.variants}
         for num_seeds in options.seed_counts:
             t0, seeds = time.perf_counter(), jnp.arange(num_seeds)
             contenders = [
                 JaxContender("vmapped", programs, seeds[None]),
                 JaxContender("sequential", programs, seeds[:, None]),
+                *(JaxContender(f"vmapped+{v}", variant, seeds[None]) for v, variant in variants.items()),
             ]
             if torch is not None:
                 device = torch_device(torch)
@@ -552,6 +555,7 @@ def seeds_section(options: Options, groups: list[SeedsGroup]) -> list[str]:
     has_torch = any("torch" in g.ms for g in groups)
     header = ["cell", "seeds", "vmapped seed-steps/s", "x one seed", "sequential seed-steps/s", "vmapped/sequential"]
     header += ["torch sequential seed-steps/s", "vmapped/torch"] if has_torch else []
+    header += [f"vmapped+{v} seed-steps/s" for v in options.variants]
     rows = []
     one_seed = {g.cell: 1e3 / g.ms["vmapped"] for g in groups if g.num_seeds == 1}
     for g in groups:
@@ -559,7 +563,8 @@ def seeds_section(options: Options, groups: list[SeedsGroup]) -> list[str]:
         gain = fmt(rate["vmapped"] / one_seed[g.cell]) if g.cell in one_seed else "-"
         row = [g.cell, g.num_seeds, fmt(rate["vmapped"]), gain, fmt(rate["sequential"])]
         row += [fmt(rate["vmapped"] / rate["sequential"])]
-        rows.append(row + ([fmt(rate["torch"]), fmt(rate["vmapped"] / rate["torch"])] if has_torch else []))
+        row += [fmt(rate["torch"]), fmt(rate["vmapped"] / rate["torch"])] if has_torch else []
+        rows.append(row + [fmt(rate[f"vmapped+{v}"]) for v in options.variants])
     return [
         "## Seeds: N seeds vmapped in one program vs the same seeds one after another",
         "",
@@ -571,7 +576,8 @@ def seeds_section(options: Options, groups: list[SeedsGroup]) -> list[str]:
         "runs them; sequential: the same N seeds as N single-seed runs of that path, one step of each in turn.",
         "seed-steps/s = N / median seconds per step of all N seeds; vmapped/sequential above 1 means vmap is faster; "
         "x one seed: vmapped seed-steps/s over the N=1 row's; torch sequential: N PyTorch models (cuDNN on a GPU) "
-        "trained one after another, one step of each in turn.",
+        "trained one after another, one step of each in turn."
+        + (" vmapped+V: the same vmapped seeds with variant V's execution flags." if options.variants else ""),
         _timing_note(options, groups),
     ]
 
