@@ -493,8 +493,15 @@ def _provenance(points: dict[PointKey, dict], wall: float, versions: dict[str, s
         if "results" not in p:
             continue
         ex, r = p["results"].get("execution", {}), p["results"]
-        backend, kind = ex.get("backend", "?"), ex.get("device_kind", "?")
-        m = machines.setdefault(backend if kind in (backend, "?") else f"{backend} ({kind})", {"wall": 0.0, "at": []})
+        backend, kind = ex.get("backend"), ex.get("device_kind")
+        name = (
+            "a machine not recorded"
+            if backend is None
+            else backend
+            if kind in (backend, None)
+            else f"{backend} ({kind})"
+        )
+        m = machines.setdefault(name, {"wall": 0.0, "at": []})
         m["wall"] += r["wall_time_s"]
         m["at"].append(f"{key.row} T={key.seq_len}")
         m["versions"] = _versions(r.get("versions", {}), order=list(versions))

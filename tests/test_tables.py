@@ -132,3 +132,5 @@ def test_the_header_names_each_machine_its_points_trained_on():
     )
     assert versions == "Versions: cpu: jax 0.10.2; gpu (NVIDIA H100): jax 0.11.2  "
     assert _provenance({PointKey("gru", 1000): {}}, 60.0, {"jax": "x"})[1] == "Versions: jax x  "
+    old = {PointKey("gru", 1000): {"results": {"wall_time_s": 60.0, "versions": {"jax": "0.4"}}}}  # no execution record
+    assert _provenance(old, 0.0, {})[0] == "Wall time: 1.0 min on a machine not recorded  "
