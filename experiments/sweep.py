@@ -493,14 +493,13 @@ def _provenance(points: dict[PointKey, dict], wall: float, versions: dict[str, s
         if "results" not in p:
             continue
         ex, r = p["results"].get("execution", {}), p["results"]
-        backend, kind = ex.get("backend"), ex.get("device_kind")
-        name = (
-            "a machine not recorded"
-            if backend is None
-            else backend
-            if kind in (backend, None)
-            else f"{backend} ({kind})"
-        )
+        backend, kind, cores = ex.get("backend"), ex.get("device_kind"), ex.get("cpu_count")
+        if backend is None:
+            name = "a machine not recorded"
+        elif backend == "cpu":
+            name = f"{cores} CPU cores (cpu)" if cores else "cpu"
+        else:
+            name = backend if kind in (backend, None) else f"{backend} ({kind})"
         m = machines.setdefault(name, {"wall": 0.0, "at": []})
         m["wall"] += r["wall_time_s"]
         m["at"].append(f"{key.row} T={key.seq_len}")

@@ -17,6 +17,7 @@ the best one on that split (`_results`). "Seed" below means a member: one (seed,
 
 import contextlib
 import math
+import os
 import signal
 import sys
 import time
@@ -241,12 +242,16 @@ class Experiment:
         ("eval_"), and in a sweep the validation split ("valid_") its best rate is chosen on."""
         return {"eval": "test", "valid": "valid"} if self.sweep else {"eval": "test"}
 
+    def eval_chunk(self, n: int, members_per_device: int | None = None) -> int:
+        """Sequences per evaluation chunk of a held-out set of `n`: the largest divisor of n up to `eval_rows`."""
+        return max(d for d in range(1, min(n, self.eval_rows(members_per_device)) + 1) if n % d == 0)
+
     def eval_set(self, split: str = "test", members_per_device: int | None = None) -> tuple[jax.Array, jax.Array]:
         """The fixed held-out set of `split` (`Task.held_out`) as equal chunks (n, chunk, ...), `chunk` the largest
         divisor of its size up to `eval_rows` (250, fewer on an accelerator when the members would not fit)."""
         inputs, targets = self.task.held_out(split, self.config.eval_size)
         n = inputs.shape[0]
-        chunk = max(d for d in range(1, min(n, self.eval_rows(members_per_device)) + 1) if n % d == 0)
+        chunk = self.eval_chunk(n, members_per_device)
         split = lambda a: a.reshape((n // chunk, chunk) + a.shape[1:])  # noqa: E731
         return split(inputs), split(targets)
 
@@ -672,16 +677,20 @@ def _results(exp, state, history, step, timing, stop) -> dict[str, Any]:
 
 def execution(exp: Experiment, mesh: Mesh) -> dict[str, Any]:
     """How the run executed: backend, devices, and the policies resolved for them. "members": runs trained in
-    the one program (seeds x learning rates); "seeds_per_device": members per device."""
+    the one program (seeds x learning rates); "seeds_per_device": members per device; "eval_chunk": held-out
+    test sequences evaluated at once."""
     device = mesh.devices.flat[0]
     per_device = num_members(exp.config) // mesh.size
+    held_out = jax.eval_shape(lambda: exp.task.held_out("test", exp.config.eval_size))[0].shape[0]
     return {
         "backend": device.platform,
         "device_kind": device.device_kind,
+        "cpu_count": os.cpu_count(),
         "num_devices": mesh.size,
         "members": num_members(exp.config),
         "seeds_per_device": per_device,
         "seed_chunk": exp.seed_chunk(per_device),
+        "eval_chunk": exp.eval_chunk(held_out, per_device),
         "sequence_path": "sequence" if exp.model.uses_sequence else "step",
         "unroll": exp.model.scan_unroll,
         "matmul_precision": exp.config.matmul_precision,

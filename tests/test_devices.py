@@ -150,4 +150,16 @@ def test_matmul_precision_is_recorded(tmp_path):
     config = Config(cell="rnn", seq_len=6, hidden_size=4, batch_size=4, steps=2, eval_every=2, eval_size=4)
     results = train_and_evaluate(config.replace(matmul_precision="default"), tmp_path)
     assert results["execution"]["matmul_precision"] == "default"
+    assert results["execution"]["cpu_count"] == os.cpu_count() and results["execution"]["eval_chunk"] == 4
     assert json.loads((tmp_path / "config.json").read_text())["matmul_precision"] == "default"
+
+
+def test_the_evaluation_chunk_counts_every_member_on_the_device(tmp_path, monkeypatch):
+    """Seeds x learning rates are evaluated together: the chunk policy is asked for all of them."""
+    from experiments.train import train_and_evaluate
+
+    asked = []
+    monkeypatch.setattr(policy, "eval_rows", lambda backend, per_row, members, memory: asked.append(members) or 3)
+    config = Config(cell="rnn", seq_len=6, hidden_size=4, batch_size=4, steps=2, eval_every=2, eval_size=12)
+    results = train_and_evaluate(config.replace(num_seeds=2, learning_rate=(1e-3, 1e-2)), tmp_path)
+    assert asked and set(asked) == {4} and results["execution"]["eval_chunk"] == 3

@@ -113,12 +113,13 @@ def test_gpu_preset_code_path_runs_at_tiny_sizes(tmp_path):
     """The gpu preset's contenders and tables (path variant, seeds with x one seed) on CPU at tiny sizes."""
     out = tmp_path / "gpu.md"
     xla_flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
-    cmd = [sys.executable, "-m", "benchmarks.speed", "--preset=gpu_tiny", f"--out={out}"]
+    cmd = [sys.executable, "-m", "benchmarks.speed", "--preset=gpu_tiny", f"--out={out}", "--matmul_precision=default"]
     env = {**os.environ, "XLA_FLAGS": xla_flags}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = out.read_text()
-    assert "| B=4 T=24 H=8 | lstm | step |" in table
+    assert "| B=4 T=24 H=8 | lstm | step |" in table and "matmul precision default" in table
     header, rows = table_rows(table.split("\n## Seeds")[1])
     assert [row[:2] for row in rows] == [["lstm", "1"], ["lstm", "3"]]
+    assert header[-1] == "vmapped+step seed-steps/s" and all(float(row[-1]) > 0 for row in rows)
     assert set(speed.PRESETS["gpu"].seed_counts) == {1, 8, 32, 256}
