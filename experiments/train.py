@@ -297,8 +297,10 @@ class StopSignal:
 
 def check_resumable(config: Config, workdir: Path) -> None:
     """Refuse to resume a workdir whose saved config differs in more than RESUMABLE_CHANGES, that holds
-    a run but lost its config.json (nothing to check the flags against), or whose run has already
-    trained more than --steps, or where a file stands in the place of a folder the run writes. Writes nothing."""
+    a run but lost its config.json (nothing to check the flags against), whose run has already
+    trained more than --steps, or fewer but without a checkpoint to extend it from (it is never
+    silently trained again from step 0), or where a file stands in the place of a folder the run
+    writes. Writes nothing."""
     for name in ("checkpoints", "checkpoints_unreadable"):
         if (workdir / name).exists() and not (workdir / name).is_dir():
             raise ConfigError(
@@ -330,6 +332,12 @@ def check_resumable(config: Config, workdir: Path) -> None:
         raise ConfigError(
             f"--steps={config.steps}: the run in --workdir={workdir} has already trained {done} steps; "
             f"pass --steps={done} or more, or use a new --workdir"
+        )
+    if config.steps > done > 0 and not saved_steps(workdir):  # say, committed results in a fresh clone
+        raise ConfigError(
+            f"--steps={config.steps}: the run in --workdir={workdir} trained {done} steps but keeps no checkpoint to "
+            f"go on from (checkpoints are not committed with results); pass --steps={done} to keep it, or move "
+            "the workdir away to train again from step 0"
         )
 
 

@@ -328,6 +328,17 @@ def test_fewer_steps_than_a_run_has_trained_are_refused(trained):
     assert (trained / "config.json").read_text() == saved
 
 
+def test_a_run_without_checkpoints_is_not_extended_from_step_0(trained, tmp_path):
+    """Committed results come without checkpoints (git-ignored): asking a fresh clone for more steps is refused."""
+    clone = tmp_path / "clone"
+    shutil.copytree(trained, clone, ignore=shutil.ignore_patterns("checkpoints"))
+    files = {p.name: p.read_bytes() for p in clone.iterdir() if p.is_file() and not p.name.startswith(".")}
+    with pytest.raises(ConfigError, match=r"^--steps=80: the run in --workdir=.* trained 60 steps but keeps no checkp"):
+        train_and_evaluate(CFG.replace(steps=80), clone)
+    assert {p.name: p.read_bytes() for p in clone.iterdir() if p.is_file() and not p.name.startswith(".")} == files
+    assert not (clone / "checkpoints").exists()
+
+
 def test_rerunning_a_run_whose_seeds_all_diverged_trains_nothing(tmp_path):
     config = CFG.replace(optimizer="sgd", learning_rate=1e6, clip_norm=0.0, steps=200, eval_every=5)
     first = train_and_evaluate(config, tmp_path)
