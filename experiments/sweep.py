@@ -492,18 +492,19 @@ def _provenance(points: dict[PointKey, dict], wall: float, versions: dict[str, s
     for key, p in points.items():
         if "results" not in p:
             continue
-        ex, r = p["results"].get("execution", {}), p["results"]
-        backend, kind, cores = ex.get("backend"), ex.get("device_kind"), ex.get("cpu_count")
-        if backend is None:
-            name = "a machine not recorded"
-        elif backend == "cpu":
-            name = f"{cores} CPU cores (cpu)" if cores else "cpu"
-        else:
-            name = backend if kind in (backend, None) else f"{backend} ({kind})"
-        m = machines.setdefault(name, {"wall": 0.0, "at": []})
-        m["wall"] += r["wall_time_s"]
-        m["at"].append(f"{key.row} T={key.seq_len}")
-        m["versions"] = _versions(r.get("versions", {}), order=list(versions))
+        r = p["results"]
+        ex = r.get("execution", {})
+        whole = {"wall_time_s": r["wall_time_s"], "versions": r.get("versions", {}), **ex}
+        for session in r.get("sessions") or [whole]:  # results before the sessions list: the last machine's
+            name = _machine_name(session.get("backend"), session.get("device_kind"), session.get("cpu_count"))
+            m = machines.setdefault(name, {"wall": 0.0, "at": [], "versions": []})
+            m["wall"] += session.get("wall_time_s") or 0.0
+            if (at := f"{key.row} T={key.seq_len}") not in m["at"]:
+                m["at"].append(at)
+            if (v := _versions(session.get("versions") or {}, order=list(versions))) not in m["versions"]:
+                m["versions"].append(v)
+    for m in machines.values():
+        m["versions"] = " / ".join(m["versions"])
     if not machines:
         here = f"{os.cpu_count()} CPU cores ({jax.devices()[0].platform})"
         return [f"Wall time: {wall / 60:.1f} min on {here}  ", f"Versions: {_versions(versions)}  "]
@@ -516,6 +517,14 @@ def _provenance(points: dict[PointKey, dict], wall: float, versions: dict[str, s
         f"Wall time: {total / 60:.1f} min in all: {each}  ",
         "Versions: " + "; ".join(f"{name}: {m['versions']}" for name, m in machines.items()) + "  ",
     ]
+
+
+def _machine_name(backend: str | None, kind: str | None, cores: int | None) -> str:
+    if backend is None:
+        return "a machine not recorded"
+    if backend == "cpu":
+        return f"{cores} CPU cores (cpu)" if cores else "cpu"
+    return backend if kind in (backend, None) else f"{backend} ({kind})"
 
 
 def _versions(versions: dict[str, str], order: list[str] | None = None) -> str:

@@ -488,15 +488,36 @@ def _train_from(exp, workdir, mesh, state, checkpoints, stop_signal, previous, t
         # for results.json only; metrics.jsonl keeps the logging schedule (a resumed run appends to it)
         history += _log(exp, workdir, step, state, evaluate(state), float("nan"), write=False)
     checkpoints.save(step, state)
-    timing = _timing(previous, start, step, time.perf_counter() - t_start, train_time, timed_steps)
+    wall = time.perf_counter() - t_start
+    timing = _timing(previous, start, step, wall, train_time, timed_steps)
     results = _results(exp, state, history, step, timing, stop)
     results["execution"] = execution(exp, mesh)
     # the step the last session that trained started from (0: from scratch); a session that trained nothing
     # (a rerun of a finished run) keeps it, as it keeps the timing; session_steps: what this session trained
     results["resumed_from"] = start if step > start or "resumed_from" not in previous else previous["resumed_from"]
     results["session_steps"] = step - start
+    if (sessions := _sessions(previous, start, step, results, wall)) is not None:
+        results["sessions"] = sessions
     io.write_json(workdir / "results.json", results)
     return results
+
+
+def _sessions(previous: dict, start: int, step: int, results: dict, wall_time: float) -> list[dict] | None:
+    """Where each session of the run trained: its steps [from, to], wall time, machine and versions (a point
+    may start on a lent GPU and end on a CPU). A session that trained nothing keeps the list as it was (None:
+    results that predate it); a run resumed from such results gets one entry for everything before."""
+    if start and step == start and previous.get("steps_done") == step:
+        return previous.get("sessions")
+    ex = results["execution"]
+    this = {"steps": [start, step], "wall_time_s": round(wall_time, 2), "versions": results["versions"]}
+    this.update({k: ex[k] for k in ("backend", "device_kind", "cpu_count")})
+    if not start:
+        return [this]
+    if "sessions" in previous:
+        return [*previous["sessions"], this]
+    before = {"steps": [previous.get("resumed_from", 0), start], "wall_time_s": previous.get("wall_time_s", 0)}
+    before.update({k: previous.get("execution", {}).get(k) for k in ("backend", "device_kind", "cpu_count")})
+    return [{**before, "versions": previous.get("versions", {})}, this]
 
 
 def _timing(previous: dict, start: int, step: int, wall_time: float, train_time: float, timed_steps: int) -> dict:

@@ -328,6 +328,21 @@ def test_fewer_steps_than_a_run_has_trained_are_refused(trained):
     assert (trained / "config.json").read_text() == saved
 
 
+def test_results_list_each_session_with_its_machine(tmp_path):
+    first = train_and_evaluate(CFG.replace(steps=20), tmp_path)
+    assert [s["steps"] for s in first["sessions"]] == [[0, 20]]
+    assert first["sessions"][0]["backend"] == "cpu" and first["sessions"][0]["versions"] == first["versions"]
+    legacy = {k: v for k, v in first.items() if k != "sessions"}  # results written before the list existed
+    io.write_json(tmp_path / "results.json", legacy)
+    second = train_and_evaluate(CFG.replace(steps=30), tmp_path)
+    assert [s["steps"] for s in second["sessions"]] == [[0, 20], [20, 30]]
+    assert second["sessions"][0]["wall_time_s"] == first["wall_time_s"]
+    assert sum(s["wall_time_s"] for s in second["sessions"]) == pytest.approx(second["wall_time_s"], abs=0.05)
+    assert train_and_evaluate(CFG.replace(steps=30), tmp_path)["sessions"] == second["sessions"]  # trains nothing
+    io.write_json(tmp_path / "results.json", {k: v for k, v in second.items() if k != "sessions"})
+    assert "sessions" not in train_and_evaluate(CFG.replace(steps=30), tmp_path)  # nor invents a session
+
+
 def test_a_run_without_checkpoints_is_not_extended_from_step_0(trained, tmp_path):
     """Committed results come without checkpoints (git-ignored): asking a fresh clone for more steps is refused."""
     clone = tmp_path / "clone"

@@ -132,5 +132,13 @@ def test_the_header_names_each_machine_its_points_trained_on():
     )
     assert versions == "Versions: cpu: jax 0.10.2; gpu (NVIDIA H100): jax 0.11.2  "
     assert _provenance({PointKey("gru", 1000): {}}, 60.0, {"jax": "x"})[1] == "Versions: jax x  "
+    sessions = [  # one point started on a GPU and finished on a CPU
+        {"backend": "gpu", "device_kind": "H100", "wall_time_s": 60.0, "versions": {"jax": "0.11.2"}},
+        {"backend": "cpu", "device_kind": "cpu", "cpu_count": 2, "wall_time_s": 120.0, "versions": {"jax": "0.10.2"}},
+    ]
+    resumed = {PointKey("gru", 2000): {"results": {"wall_time_s": 180.0, "sessions": sessions}}}
+    assert _provenance(resumed, 0.0, {})[0] == (
+        "Wall time: 3.0 min in all: 1.0 min on gpu (H100) for gru T=2000; 2.0 min on 2 CPU cores (cpu) for gru T=2000  "
+    )
     old = {PointKey("gru", 1000): {"results": {"wall_time_s": 60.0, "versions": {"jax": "0.4"}}}}  # no execution record
     assert _provenance(old, 0.0, {})[0] == "Wall time: 1.0 min on a machine not recorded  "
