@@ -515,7 +515,9 @@ def _sessions(previous: dict, start: int, step: int, results: dict, wall_time: f
         return [this]
     if "sessions" in previous:
         return [*previous["sessions"], this]
-    before = {"steps": [previous.get("resumed_from", 0), start], "wall_time_s": previous.get("wall_time_s", 0)}
+    if not previous:  # resumed from a checkpoint whose session wrote no results.json (killed): its time is unknown
+        return [this]
+    before = {"steps": [0, start], "wall_time_s": previous.get("wall_time_s", 0)}  # all sessions before, summed
     before.update({k: previous.get("execution", {}).get(k) for k in ("backend", "device_kind", "cpu_count")})
     return [{**before, "versions": previous.get("versions", {})}, this]
 
