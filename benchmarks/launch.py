@@ -344,7 +344,7 @@ def point_status(
     """What a grid point is doing, from its files and its lock (read only: the lock is probed, shared,
     for an instant), and `queue`, {Slurm job id: state} of the jobs Slurm still holds (`slurm_queue`)."""
     from experiments.sweep import finished, load_point, point_entry
-    from experiments.train import check_resumable, steps_done
+    from experiments.train import NotExtendableError, check_resumable, steps_done
 
     now = time.time() if now is None else now
     holder = held_by(workdir) if workdir.is_dir() else None
@@ -362,6 +362,8 @@ def point_status(
         return PointStatus("not started", "not started" + _slurm_job(job, queue))
     try:
         check_resumable(config, workdir)
+    except NotExtendableError as e:
+        return PointStatus("other settings", f"refused: {str(e).split(': ', 1)[-1]}")
     except ConfigError as e:
         return PointStatus("other settings", f"holds a run with other settings: {str(e).split(': ', 1)[-1]}")
     error = workdir / ERROR_FILE

@@ -295,6 +295,10 @@ class StopSignal:
             signal.signal(sig, handler)
 
 
+class NotExtendableError(ConfigError):
+    """More --steps asked of a run that keeps no checkpoint to go on from (`check_resumable`)."""
+
+
 def check_resumable(config: Config, workdir: Path) -> None:
     """Refuse to resume a workdir whose saved config differs in more than RESUMABLE_CHANGES, that holds
     a run but lost its config.json (nothing to check the flags against), whose run has already
@@ -334,7 +338,7 @@ def check_resumable(config: Config, workdir: Path) -> None:
             f"pass --steps={done} or more, or use a new --workdir"
         )
     if config.steps > done > 0 and not saved_steps(workdir):  # say, committed results in a fresh clone
-        raise ConfigError(
+        raise NotExtendableError(
             f"--steps={config.steps}: the run in --workdir={workdir} trained {done} steps but keeps no checkpoint to "
             f"go on from (checkpoints are not committed with results); pass --steps={done} to keep it, or move "
             "the workdir away to train again from step 0"
