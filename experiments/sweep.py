@@ -503,19 +503,17 @@ def _provenance(points: dict[PointKey, dict], wall: float, versions: dict[str, s
                 m["at"].append(at)
             if (v := _versions(session.get("versions") or {}, order=list(versions))) not in m["versions"]:
                 m["versions"].append(v)
-    for m in machines.values():
-        m["versions"] = " / ".join(m["versions"])
     if not machines:
         here = f"{os.cpu_count()} CPU cores ({jax.devices()[0].platform})"
         return [f"Wall time: {wall / 60:.1f} min on {here}  ", f"Versions: {_versions(versions)}  "]
     if len(machines) == 1:
         ((name, m),) = machines.items()
-        return [f"Wall time: {m['wall'] / 60:.1f} min on {name}  ", f"Versions: {m['versions']}  "]
+        return [f"Wall time: {m['wall'] / 60:.1f} min on {name}  ", f"Versions: {' / '.join(m['versions'])}  "]
     total = sum(m["wall"] for m in machines.values())
     each = "; ".join(f"{m['wall'] / 60:.1f} min on {name} for {', '.join(m['at'])}" for name, m in machines.items())
     return [
         f"Wall time: {total / 60:.1f} min in all: {each}  ",
-        "Versions: " + "; ".join(f"{name}: {m['versions']}" for name, m in machines.items()) + "  ",
+        "Versions: " + "; ".join(f"{name}: {' / '.join(m['versions'])}" for name, m in machines.items()) + "  ",
     ]
 
 

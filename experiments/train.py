@@ -242,16 +242,12 @@ class Experiment:
         ("eval_"), and in a sweep the validation split ("valid_") its best rate is chosen on."""
         return {"eval": "test", "valid": "valid"} if self.sweep else {"eval": "test"}
 
-    def eval_chunk(self, n: int, members_per_device: int | None = None) -> int:
-        """Sequences per evaluation chunk of a held-out set of `n`: the largest divisor of n up to `eval_rows`."""
-        return max(d for d in range(1, min(n, self.eval_rows(members_per_device)) + 1) if n % d == 0)
-
     def eval_set(self, split: str = "test", members_per_device: int | None = None) -> tuple[jax.Array, jax.Array]:
         """The fixed held-out set of `split` (`Task.held_out`) as equal chunks (n, chunk, ...), `chunk` the largest
         divisor of its size up to `eval_rows` (250, fewer on an accelerator when the members would not fit)."""
         inputs, targets = self.task.held_out(split, self.config.eval_size)
         n = inputs.shape[0]
-        chunk = self.eval_chunk(n, members_per_device)
+        chunk = max(d for d in range(1, min(n, self.eval_rows(members_per_device)) + 1) if n % d == 0)
         split = lambda a: a.reshape((n // chunk, chunk) + a.shape[1:])  # noqa: E731
         return split(inputs), split(targets)
 
@@ -495,7 +491,7 @@ def _train_from(exp, workdir, mesh, state, checkpoints, stop_signal, previous, t
     wall = time.perf_counter() - t_start
     timing = _timing(previous, start, step, wall, train_time, timed_steps)
     results = _results(exp, state, history, step, timing, stop)
-    results["execution"] = execution(exp, mesh)
+    results["execution"] = execution(exp, mesh, eval_chunk=eval_sets["eval"][0].shape[1])
     # the step the last session that trained started from (0: from scratch); a session that trained nothing
     # (a rerun of a finished run) keeps it, as it keeps the timing; session_steps: what this session trained
     results["resumed_from"] = start if step > start or "resumed_from" not in previous else previous["resumed_from"]
@@ -710,13 +706,12 @@ def _results(exp, state, history, step, timing, stop) -> dict[str, Any]:
     }
 
 
-def execution(exp: Experiment, mesh: Mesh) -> dict[str, Any]:
+def execution(exp: Experiment, mesh: Mesh, eval_chunk: int) -> dict[str, Any]:
     """How the run executed: backend, devices, and the policies resolved for them. "members": runs trained in
     the one program (seeds x learning rates); "seeds_per_device": members per device; "eval_chunk": held-out
     test sequences evaluated at once."""
     device = mesh.devices.flat[0]
     per_device = num_members(exp.config) // mesh.size
-    held_out = jax.eval_shape(lambda: exp.task.held_out("test", exp.config.eval_size))[0].shape[0]
     return {
         "backend": device.platform,
         "device_kind": device.device_kind,
@@ -725,7 +720,7 @@ def execution(exp: Experiment, mesh: Mesh) -> dict[str, Any]:
         "members": num_members(exp.config),
         "seeds_per_device": per_device,
         "seed_chunk": exp.seed_chunk(per_device),
-        "eval_chunk": exp.eval_chunk(held_out, per_device),
+        "eval_chunk": eval_chunk,
         "sequence_path": "sequence" if exp.model.uses_sequence else "step",
         "unroll": exp.model.scan_unroll,
         "matmul_precision": exp.config.matmul_precision,
