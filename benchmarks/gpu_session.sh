@@ -21,7 +21,7 @@ DEADLINE=${DEADLINE:-570}  # seconds from the start by which everything has ende
 # points that need a GPU, at the committed points' budget (session 5 trained mingru, gru and lstm at T=5000).
 # Name only points nobody trains elsewhere: a fresh machine has no checkpoints (they are not committed), so
 # it starts them from scratch. Unpack the archive into a scratch folder and move its points into place.
-TRAIN_ARGS=${TRAIN_ARGS-"--table=adding --preset=long --cells=lru,minlstm,indrnn,lem --seq_lens=5000,2000 --steps=1500"}
+TRAIN_ARGS=${TRAIN_ARGS-"--table=adding --preset=long --seq_lens=2000,5000 --results_dir=results/long --workers=6"}
 TRAIN_S=${TRAIN_S:-300}
 WORKERS=${WORKERS:-3}
 RESULTS=${RESULTS:-results}  # where TRAIN_ARGS's tables write
@@ -41,21 +41,24 @@ cat "$OUT/speed.log"
 touch "$OUT/.start"
 limit=$(( TRAIN_S < $(left) - 90 ? TRAIN_S : $(left) - 90 ))  # 90 s: the workers' checkpoints, the archive
 if [ -n "$TRAIN_ARGS" ] && [ "$limit" -gt 0 ]; then
-  # SIGTERM goes to timeout's whole process group: the launcher and its workers, which checkpoint and stop;
-  # whatever still runs 30 s later is killed
-  # shellcheck disable=SC2086
-  timeout -s TERM -k 30 "$limit" $PY -m benchmarks.tables $TRAIN_ARGS --launcher=local --workers="$WORKERS" \
-    > "$OUT/train.log" 2>&1
-  echo "train exit $? at ${SECONDS}s"
-  tail -25 "$OUT/train.log"
-  # what training wrote (checkpoints too, if they fit in the 16 MB a returned file may have), written aside
-  # and renamed, so the archive that comes back is whole or absent
-  find "$RESULTS" -type f -newer "$OUT/.start" > "$OUT/.new"
+  # TRAIN_ARGS: one or more `benchmarks.tables` argument lists separated by '|', each run as its own local
+  # launcher at once (each names its --workers). SIGTERM goes to each timeout's process group: the launcher
+  # and its workers, which checkpoint and stop; whatever still runs 30 s later is killed.
+  IFS='|' read -ra trains <<< "$TRAIN_ARGS"
+  for i in "${!trains[@]}"; do
+    # shellcheck disable=SC2086
+    timeout -s TERM -k 30 "$limit" $PY -m benchmarks.tables ${trains[$i]} --launcher=local \
+      > "$OUT/train_$i.log" 2>&1 &
+  done
+  wait
+  echo "training ended at ${SECONDS}s"
+  for i in "${!trains[@]}"; do tail -40 "$OUT/train_$i.log"; done
+  # what training wrote, checkpoints included (to resume), TensorBoard files not: one archive written aside and
+  # renamed, then cut into parts of 15 MB (a returned file may have 16): cat train.tgz.part-* | tar xz
+  find "$RESULTS" -type f -newer "$OUT/.start" -not -path '*/tb/*' > "$OUT/.new"
   tar czf "$OUT/.tgz" -T "$OUT/.new" 2>/dev/null
-  if [ "$(stat -c %s "$OUT/.tgz")" -gt 15000000 ]; then
-    grep -v /checkpoints/ "$OUT/.new" | tar czf "$OUT/.tgz" -T - 2>/dev/null
-  fi
-  mv "$OUT/.tgz" "$OUT/adding_gpu.tgz"
+  split -b 15000000 "$OUT/.tgz" "$OUT/train.tgz.part-" && rm -f "$OUT/.tgz"
+  ls -la "$OUT"
 fi
 for precision in $PRECISIONS; do
   for section in speed seeds; do

@@ -203,6 +203,8 @@ def run_local(table: str, configs: dict, results_dir: Path, workers: int, poll_s
             print(f"  {job.name}: {outcome}: {status.line}", flush=True)
         else:
             pending.append((key, job))
+    # longest first (steps x length x layers x members): the short points fill the workers' last minutes
+    pending.sort(key=lambda kj: -relative_cost(configs[kj[0]]))
     with StopSignal() as stop:
         while pending or running:
             while pending and len(running) < workers and stop.received is None:
@@ -224,6 +226,13 @@ def run_local(table: str, configs: dict, results_dir: Path, workers: int, poll_s
         finished = sum(s["outcome"] in ("trained", "skipped") for s in done.values())
         exit_stopped(stop.received, "the workers stopped (each saving a checkpoint)", finished, len(configs), table)
     return done
+
+
+def relative_cost(config: Any) -> float:
+    """A point's training work in step-cell units, steps x T x layers x (seeds x rates)^(1/2): only to order
+    points (the members of one program cost less than as many programs)."""
+    rates = config.learning_rate if isinstance(config.learning_rate, list | tuple) else (config.learning_rate,)
+    return config.steps * config.seq_len * config.num_layers * (config.num_seeds * len(rates)) ** 0.5
 
 
 def _local_summary(point: PointJob, job: Any) -> dict[str, Any]:

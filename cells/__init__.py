@@ -4,6 +4,7 @@ Any `flax.linen` module with that `__call__` and `initialize_carry(rng, input_sh
 plugs in, by registered name (`--cell=lstm`) or import path (`--cell=pkg.mod:MyCell`).
 """
 
+import ast
 import functools
 from typing import Any
 
@@ -44,11 +45,18 @@ def make_cell(spec: str, hidden_size: int, options: str | dict[str, Any] = "", n
 
     The class takes its width as `hidden_size` (this repo) or `features` (flax's cells);
     `options` (a dict or "key=value,...") sets any other constructor field. `num_layers > 1`
-    stacks that many such cells (`cells.stack.StackedCell`, same width and options).
+    stacks that many such cells (`cells.stack.StackedCell`, same width and options). An option
+    written `a|b|...` (a tuple or list in a dict) gives one value per layer, first to last (e.g.
+    IndRNN's `recurrent_init=uniform|near_one`); it must list exactly `num_layers` values.
     Raises ValueError with a one-line message on any bad input.
     """
-    if num_layers > 1:
-        return StackedCell(tuple(make_cell(spec, hidden_size, options) for _ in range(num_layers)))
+    options = parse_options(options) if isinstance(options, str) else dict(options)
+    layered = {k: _per_layer(k, v, num_layers) for k, v in options.items() if _is_per_layer(v)}
+    if num_layers > 1 or layered:
+        layers = [{**options, **{k: v[i] for k, v in layered.items()}} for i in range(num_layers)]
+        if num_layers == 1:
+            return make_cell(spec, hidden_size, layers[0])
+        return StackedCell(tuple(make_cell(spec, hidden_size, opts) for opts in layers))
     factory = CELLS.get(spec)
     fields = constructor_fields(factory)
     cls = getattr(factory, "func", factory)
@@ -57,7 +65,6 @@ def make_cell(spec: str, hidden_size: int, options: str | dict[str, Any] = "", n
     width = next((f for f in ("hidden_size", "features") if f in fields), None)
     if width is None:
         raise ValueError(f"cell {spec!r} must take its width as a `hidden_size` or `features` field")
-    options = parse_options(options) if isinstance(options, str) else dict(options)
     unknown = sorted(set(options) - set(fields) - {width})
     if unknown:
         allowed = ", ".join(f for f in fields if f != width) or "none"
@@ -66,6 +73,25 @@ def make_cell(spec: str, hidden_size: int, options: str | dict[str, Any] = "", n
         return factory(**{width: hidden_size}, **options)
     except (TypeError, ValueError) as e:
         raise ValueError(f"cell {spec!r} rejected options {options}: {e}") from None
+
+
+def _is_per_layer(value: Any) -> bool:
+    return isinstance(value, list | tuple) or (isinstance(value, str) and "|" in value)
+
+
+def _per_layer(key: str, value: Any, num_layers: int) -> list[Any]:
+    """The per-layer values of option `key`: a tuple/list, or the text `a|b|...` (each a literal, else a string)."""
+    values = list(value) if isinstance(value, list | tuple) else [_literal(v.strip()) for v in value.split("|")]
+    if len(values) != num_layers:
+        raise ValueError(f"option {key}={value!r} gives {len(values)} per-layer values for {num_layers} layer(s)")
+    return values
+
+
+def _literal(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
 
 
 __all__ = [

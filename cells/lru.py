@@ -34,6 +34,23 @@ def _readout(p: Params, h: jax.Array, x: jax.Array) -> jax.Array:
     return h.real @ p["C_re"] - h.imag @ p["C_im"] + x @ p["D"]
 
 
+BLOCKS = ("none", "glu")
+
+
+def _block_in(p: Params, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(u, z): u = x E (or x), z = LayerNorm(u) (..., H), eps 1e-5 as flax's LayerNorm."""
+    u = x @ p["encoder"] if "encoder" in p else x
+    mean = u.mean(-1, keepdims=True)
+    var = jnp.square(u - mean).mean(-1, keepdims=True)
+    return u, (u - mean) * jax.lax.rsqrt(var + 1e-5) * p["norm_scale"] + p["norm_bias"]
+
+
+def _block_out(p: Params, u: jax.Array, y: jax.Array) -> jax.Array:
+    """u + GLU(gelu(y)) (..., H)."""
+    a, b = jnp.split(jax.nn.gelu(y) @ p["glu_kernel"] + p["glu_bias"], 2, axis=-1)
+    return u + a * jax.nn.sigmoid(b)
+
+
 def _complex(carry: jax.Array) -> jax.Array:
     """The real carry [Re h, Im h] (..., 2N) as the complex state h (..., N)."""
     n = carry.shape[-1] // 2
@@ -72,6 +89,20 @@ class LRUCell(Cell):
     (the paper's defaults; it uses r_min 0.9, r_max 0.999 and a smaller max_phase on its long-range
     tasks).
 
+    ``block=glu`` wraps the LRU in the paper's layer (its Sec. 3 / App. D architecture, as in the
+    JAX reference NicolasZucchet/minimal-LRU, lru/model.py): pre-norm, GELU, a gated linear unit
+    and a residual connection, all pointwise in time::
+
+        u = x E  (E (I, H), only when I != H: the encoder)      else u = x
+        z = LayerNorm(u)                                        (scale, bias (H,))
+        v = gelu(LRU(z))                                        the recurrence above, input z
+        y = u + (v K_a + k_a) * sigmoid(v K_b + k_b)            (K (H, 2H), k (2H,))
+
+    Stacked (``--num_layers``), this is the paper's deep LRU: without it a stack of LRUs is linear
+    in its inputs (and a linear predictor's MSE on the adding task is at least 1/6 - 1/(3T)).
+    Extra parameters: ``encoder`` (lecun-normal), ``norm_scale`` (ones), ``norm_bias`` (zeros),
+    ``glu_kernel`` (lecun-normal), ``glu_bias`` (zeros). The readout's D then maps z (H) to H.
+
     ``sequence`` runs all T steps as one `jax.lax.associative_scan` (`cells.scan`): the recurrence
     is linear, so a carry perturbation eps_t enters as lambda * eps_t added to the drive.
     """
@@ -80,8 +111,11 @@ class LRUCell(Cell):
     r_min: float = 0.0
     r_max: float = 1.0
     max_phase: float = 2 * math.pi
+    block: str = "none"
 
     def __post_init__(self) -> None:
+        if self.block not in BLOCKS:
+            raise ValueError(f"block must be one of {', '.join(BLOCKS)}; got {self.block!r}")
         if not 0.0 <= self.r_min <= self.r_max <= 1.0:
             raise ValueError(f"need 0 <= r_min <= r_max <= 1; got r_min={self.r_min!r}, r_max={self.r_max!r}")
         if not self.max_phase > 0:
@@ -120,11 +154,29 @@ class LRUCell(Cell):
         p["D"] = self.param("D", normal(1.0), (I, H))  # variance 1/I
         return p
 
+    @nn.nowrap
+    def _block_params(self, input_size: int) -> Params:
+        H = self.hidden_size
+        p = {}
+        if input_size != H:
+            p["encoder"] = self.param("encoder", nn.initializers.lecun_normal(), (input_size, H))
+        p["norm_scale"] = self.param("norm_scale", nn.initializers.ones_init(), (H,))
+        p["norm_bias"] = self.param("norm_bias", nn.initializers.zeros_init(), (H,))
+        p["glu_kernel"] = self.param("glu_kernel", nn.initializers.lecun_normal(), (H, 2 * H))
+        p["glu_bias"] = self.param("glu_bias", nn.initializers.zeros_init(), (2 * H,))
+        return p
+
     @nn.compact
     def __call__(self, carry: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        p = self._params(x.shape[-1])
-        h = _lambda(p) * _complex(carry) + _drive(p, x)
-        return _real(h), _readout(p, h, x)
+        if self.block == "none":
+            p = self._params(x.shape[-1])
+            h = _lambda(p) * _complex(carry) + _drive(p, x)
+            return _real(h), _readout(p, h, x)
+        q = self._block_params(x.shape[-1])
+        u, z = _block_in(q, x)
+        p = self._params(z.shape[-1])
+        h = _lambda(p) * _complex(carry) + _drive(p, z)
+        return _real(h), _block_out(q, u, _readout(p, h, z))
 
     def sequence(self, carry: jax.Array, xs: jax.Array, perturbations: jax.Array | None = None, unroll: int = 1):
         """All T steps by one associative scan: xs (T, ..., I) -> (final carry, ys (T, ..., H)).
@@ -134,9 +186,11 @@ class LRUCell(Cell):
         """
         del unroll
         p = self.variables["params"]
+        u, xs = (xs, xs) if self.block == "none" else _block_in(p, xs)
         eps = None if perturbations is None else _complex(perturbations)
         hs = linear_recurrence(_lambda(p), _drive(p, xs), _complex(carry), eps)
-        return _real(hs[-1]), _readout(p, hs, xs)
+        ys = _readout(p, hs, xs)
+        return _real(hs[-1]), ys if self.block == "none" else _block_out(p, u, ys)
 
     @nn.nowrap
     def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> jax.Array:

@@ -70,8 +70,35 @@ def member_learning_rates(config: Config, rate: float) -> np.ndarray:
     return np.asarray([rate, *(f * rate for f in groups.values())], np.float32)
 
 
+def param_bounds(cell: nn.Module) -> dict[str, float]:
+    """{parameter name: b}: the cell parameters of that name (in every layer) that are kept in [-b, b]
+    after each update (a cell's optional `param_bounds` property, e.g. IndRNN's |u| <= 2^(1/T))."""
+    layers = getattr(cell, "layers", None) or (cell,)
+    bounds: dict[str, float] = {}
+    for layer in layers:
+        bounds.update(getattr(layer, "param_bounds", None) or {})
+    return bounds
+
+
+def project(bounds: dict[str, float]) -> optax.GradientTransformation:
+    """Projection after the update: the update u of a bounded cell parameter p becomes clip(p + u, -b, b) - p,
+    so that p + u lies in [-b, b] (as IndRNN's reference code clips its recurrent weights after each step)."""
+
+    def bounded(path: tuple, update: jax.Array, param: jax.Array) -> jax.Array:
+        name = str(getattr(path[-1], "key", path[-1]))
+        if path[0] != jax.tree_util.DictKey("cell") or name not in bounds:
+            return update
+        return jnp.clip(param + update, -bounds[name], bounds[name]) - param
+
+    def update(updates: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
+        return jax.tree_util.tree_map_with_path(bounded, updates, params), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
 def make_optimizer(config: Config, rates: Any = None) -> optax.GradientTransformation:
-    """adam | rmsprop | sgd(momentum), after global-norm clipping when clip_norm > 0, its learning
+    """adam | rmsprop | sgd(momentum), after elementwise clipping when clip_value > 0 and global-norm
+    clipping when clip_norm > 0, then the projection of bounded parameters (`param_bounds`), its learning
     rates in its state (`optax.inject_hyperparams`, always: one code path for one rate and a sweep).
 
     `--lr_multipliers=name=f,...`: the cell parameters named `name` (in every layer) get their own
@@ -83,6 +110,8 @@ def make_optimizer(config: Config, rates: Any = None) -> optax.GradientTransform
     of the config's first learning rate).
     """
     groups = lr_multipliers(config.lr_multipliers)
+    bounds = param_bounds(make_cell(config.cell, config.hidden_size, config.cell_options, config.num_layers))
+    projection = [project(bounds)] if bounds else []
     if rates is None:
         rates = member_learning_rates(config, learning_rates(config)[0])
     rates = jnp.asarray(rates)
@@ -90,7 +119,7 @@ def make_optimizer(config: Config, rates: Any = None) -> optax.GradientTransform
     def base(lr: jax.Array) -> optax.GradientTransformation:
         return {
             "adam": lambda: optax.adam(lr),
-            "rmsprop": lambda: optax.rmsprop(lr, decay=0.9, eps=1e-8),
+            "rmsprop": lambda: optax.rmsprop(lr, decay=config.rmsprop_decay, eps=1e-8),
             "sgd": lambda: optax.sgd(lr, momentum=config.momentum or None),
         }[config.optimizer]()
 
@@ -103,7 +132,9 @@ def make_optimizer(config: Config, rates: Any = None) -> optax.GradientTransform
         if groups:
             transforms = {"default": opt, **{g: base(group_learning_rates[i]) for i, g in enumerate(groups)}}
             opt = optax.multi_transform(transforms, lambda params: jax.tree_util.tree_map_with_path(label, params))
-        return optax.chain(optax.clip_by_global_norm(config.clip_norm), opt) if config.clip_norm > 0 else opt
+        clips = [optax.clip(config.clip_value)] if config.clip_value > 0 else []
+        clips += [optax.clip_by_global_norm(config.clip_norm)] if config.clip_norm > 0 else []
+        return optax.chain(*clips, opt, *projection) if clips or projection else opt
 
     inject = optax.inject_hyperparams(optimizer, hyperparam_dtype=jnp.float32)
     return inject(rates[0], rates[1:]) if groups else inject(rates[0])

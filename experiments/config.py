@@ -50,6 +50,12 @@ class Config:
     )
     momentum: float = _field(0.9, "Momentum of sgd (0 = plain sgd); adam and rmsprop ignore it.")
     clip_norm: float = _field(1.0, "Clip gradients to this global norm before the update (0 = off).")
+    clip_value: float = _field(
+        0.0, "Clip each gradient entry to [-clip_value, clip_value] before the update (0 = off; IndRNN's code uses 10)."
+    )
+    rmsprop_decay: float = _field(
+        0.9, "rmsprop's decay of the squared-gradient average (0.9 as in TensorFlow; PyTorch's alpha is 0.99)."
+    )
     eval_every: int = _field(100, "Evaluate on the held-out set and log every this many steps.")
     eval_size: int = _field(1000, "Sequences in the fixed held-out evaluation set.")
     seed: int = _field(0, "Seed of parameters and training data.")
@@ -245,7 +251,10 @@ def check_fields(config: Config) -> None:
     _check_learning_rates(config)
     _check_devices(config)
     _positive_float("clip_norm", config.clip_norm, allow_zero=True)
+    _positive_float("clip_value", config.clip_value, allow_zero=True)
     _positive_float("momentum", config.momentum, allow_zero=True)
+    if not 0 < config.rmsprop_decay < 1:
+        raise ConfigError(f"--rmsprop_decay={config.rmsprop_decay!r}: must be in (0, 1)")
     if config.momentum >= 1:
         raise ConfigError(f"--momentum={config.momentum!r}: must be in [0, 1)")
     if config.optimizer not in OPTIMIZERS:

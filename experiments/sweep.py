@@ -41,6 +41,9 @@ ERROR_FILE = "error.txt"  # a point's error, first line then traceback (for --st
 PUBLISHED = Path(__file__).resolve().parent.parent / "results" / "published.csv"
 
 
+TEMPLATED = ("cell_options", "task_options", "lr_multipliers")  # text fields where "{seq_len}" is the point's T
+
+
 class PointKey(NamedTuple):
     """A grid point: its row (the cell, and any other swept field) and its column T."""
 
@@ -61,6 +64,8 @@ class Sweep:
     grid: fields swept, each a tuple of values; `cell` (the rows) and `seq_len` (the columns) are
       required, any other (hidden_size, learning_rate, num_layers, ...) multiplies the rows.
     per_cell: {cell: fields} for that cell only (its paper's settings); a swept field wins over it.
+      In the text fields (cell_options, task_options, lr_multipliers) `{seq_len}` stands for the
+      point's T (e.g. IndRNN's bound |u| <= 2^(1/T): "bound_steps={seq_len}").
     measure: "train" (train and evaluate every point) or "gradients" (the gradient diagnostics at
       initialisation, no training).
     diagnostics: measure the gradient diagnostics at step 0 and at the last step (`diag_every = steps`)
@@ -128,6 +133,9 @@ class Sweep:
         checkpoints every 10 logging steps and, with `diagnostics`, gradient diagnostics at the first
         and last step; a gradients sweep (no training) takes 1 step."""
         fields = {**self.settings, **self.per_cell.get(swept["cell"], {}), **swept}
+        for k in TEMPLATED:
+            if isinstance(fields.get(k), str):
+                fields[k] = fields[k].replace("{seq_len}", str(fields["seq_len"]))
         if self.measure == "gradients":
             fields.setdefault("steps", 1)
             fields.setdefault("eval_every", 1)

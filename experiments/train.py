@@ -50,7 +50,7 @@ from experiments.lock import workdir_lock
 from experiments.tensorboard import TensorBoardLog
 
 # fields that may differ when resuming
-RESUMABLE_CHANGES = ("steps", "checkpoint_every", "diag_every", "num_devices", "seed_chunk", "tensorboard")
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "diag_every", "num_devices", "seed_chunk", "remat", "tensorboard")
 SEEDS = "seeds"  # the mesh axis of seeds
 
 
