@@ -95,4 +95,4 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     define_flags()
-    run(main)
+    run(main, groups={"what to measure": ("preset", "cells", "remat"), "output": ("out",)})

@@ -721,8 +721,18 @@ def main(argv: list[str]) -> None:
         atomic_write(FLAGS.out, lambda f: f.write(report))
 
 
+FLAG_GROUPS = {
+    "what to time": (
+        *("preset", "sections", "settings", "cells", "variants", "num_seeds", "seeds_setting", "seed_counts"),
+        "matmul_precision",
+    ),
+    "contenders": ("flax", "torch", "torch_threads"),
+    "timing": ("rounds", "warmup", "min_round_s"),
+    "output": ("out",),
+}
+
 if __name__ == "__main__":
     from experiments.flags import run
 
     define_flags()
-    run(main)
+    run(main, groups=FLAG_GROUPS)

@@ -416,8 +416,12 @@ def define_flags() -> None:
     flags.DEFINE_integer("power_iters", 20, "Power iterations per sigma_max.")
 
 
+FLAG_GROUPS = {
+    "diagnostics": ("from_workdirs", "batch", "horizon_fraction", "jacobian_points", "jacobian_examples", "power_iters")
+}
+
 if __name__ == "__main__":
     from experiments.flags import run
 
     define_flags()
-    run(main)
+    run(main, groups=FLAG_GROUPS)
