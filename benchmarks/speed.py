@@ -76,12 +76,13 @@ from flax import linen as nn
 
 from cells import CELLS as CELL_REGISTRY
 from experiments.compare import DEFAULTS as MAIN_JOB
-from experiments.config import Config, ConfigError, check_out_file, validate
+from experiments.config import Config, ConfigError, check_out_file
 from experiments.io import atomic_write
 from experiments.model import SequenceModel
 from experiments.policy import PRECISIONS
 from experiments.report import fmt, markdown_table
 from experiments.train import Experiment
+from experiments.validation import validate
 from tasks.copy_memory import NUM_RECALL, CopyMemory
 
 CELLS = ("rnn", "lstm", "gru")

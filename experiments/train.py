@@ -36,18 +36,10 @@ from jax.sharding import PartitionSpec as P
 from experiments import io, policy
 from experiments.build import Parts, build, make_optimizer, member_learning_rates
 from experiments.checkpoint import Checkpoints, saved_steps
-from experiments.config import (
-    Config,
-    ConfigError,
-    check_workdir,
-    learning_rates,
-    members,
-    num_devices,
-    num_members,
-    validate,
-)
+from experiments.config import Config, ConfigError, check_workdir, learning_rates, members, num_devices, num_members
 from experiments.lock import workdir_lock
 from experiments.tensorboard import TensorBoardLog
+from experiments.validation import validate
 
 # fields that may differ when resuming
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "diag_every", "num_devices", "seed_chunk", "tensorboard")
