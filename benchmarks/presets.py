@@ -112,9 +112,9 @@ PRESETS: dict[str, dict[str, Sweep]] = {
             grid={"cell": CELLS3, "seq_len": (100, 200, 400)},
         ),
     },
-    # Where the cells differ (issue 9): the long-memory cells beside lstm and gru, each at its paper's settings.
+    # Where the cells differ: the long-memory cells beside lstm and gru, each at its paper's settings.
     # Adding as in Li et al. 2018 and the LEM logs (hidden 128, batch 50, Adam); copy in the uRNN protocol
-    # (hidden 128, batch 20, RMSprop 1e-3; 3000 steps, not its 20k: what a 2-core CPU trains in a session).
+    # (hidden 128, batch 20, RMSprop 1e-3; 3000 steps, not its 20k: about half an hour per point on a 2-core CPU).
     "long": {
         "adding": Sweep(
             settings={"task": "adding", "hidden_size": 128, "batch_size": 50, "steps": 6000, "eval_every": 200,

@@ -180,7 +180,7 @@ class Experiment:
         """`init_state` of every member, stacked: seeds (N,), rates (N, 1 + G) (`member_inputs`; None: every
         member at the config's first learning rate). A `lax.map`, not a vmap: a vmapped
         initialisation batches the orthogonal initialisers' QR factorisations, and two batched
-        LAPACK calls on XLA's CPU thread pool could each wait for the other forever (issue 12, #0)."""
+        LAPACK calls on XLA's CPU thread pool could each wait for the other forever."""
         seeds = jnp.asarray(seeds)
         if rates is None:
             first = member_learning_rates(self.config, self.learning_rates[0])
@@ -385,7 +385,7 @@ def restore_latest(
     checkpoints: Checkpoints, workdir: Path, like: TrainState, flag: str = "workdir", quarantine: bool = True
 ) -> tuple[int, TrainState] | None:
     """`Checkpoints.restore_latest(like)`, reading too a run checkpointed before the optimizer state held its
-    learning rates (before `optax.inject_hyperparams`, issue 10): its optimizer state is restored as the inner
+    learning rates (before `optax.inject_hyperparams`): its optimizer state is restored as the inner
     state of `like`'s, with `like`'s rates and the count of updates it took (its steps, or up to divergence)."""
     step = checkpoints.latest_step()
     if step is None or not _without_hyperparams(workdir / "checkpoints" / str(step)):
@@ -484,8 +484,8 @@ def _train_from(exp, workdir, mesh, state, checkpoints, stop_signal, previous, t
     timing = _timing(previous, start, step, wall, train_time, timed_steps)
     results = _results(exp, state, history, step, timing, stop)
     results["execution"] = execution(exp, mesh, eval_chunk=eval_sets["eval"][0].shape[1])
-    # the step the last session that trained started from (0: from scratch); a session that trained nothing
-    # (a rerun of a finished run) keeps it, as it keeps the timing; session_steps: what this session trained
+    # the step the last process that trained started from (0: from scratch); a process that trained nothing
+    # (a rerun of a finished run) keeps it, as it keeps the timing; session_steps: what this process trained
     results["resumed_from"] = start if step > start or "resumed_from" not in previous else previous["resumed_from"]
     results["session_steps"] = step - start
     if (sessions := _sessions(previous, start, step, results, wall)) is not None:

@@ -8,7 +8,7 @@ import textwrap
 from pathlib import Path
 
 from experiments import io
-from experiments.checkpoint import Checkpoints, _QuietOrbax, _quiet_closed_loop
+from experiments.checkpoint import Checkpoints, _quiet_closed_loop, _QuietOrbax
 
 ROOT = Path(__file__).resolve().parents[1]
 
