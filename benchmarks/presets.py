@@ -21,8 +21,8 @@ _ADDING_CELLS = {
     "lem": {"learning_rate": 2.6e-3},  # Rusch et al. 2022, official adding logs
     "exprnn": {"optimizer": "rmsprop", "learning_rate": 2e-4, "lr_multipliers": "recurrent_skew=0.1"},
     "lru": {"num_layers": 2},
-    # not the paper's (no adding there): chrono init of the update gate (this lab's option) and Adam 1e-2, which
-    # solved T=1000 in 400-800 steps; at the zero bias one seed stayed at 0.92 x baseline for 800 (README)
+    # not the paper's (no adding there): chrono init of the update gate (rnnlab's option) and Adam 1e-2, which
+    # solved T=1000 in 400-800 steps; at the zero bias one seed stayed at 0.92 x baseline for 800 (docs/tables.md)
     "mingru": {"learning_rate": 1e-2, "cell_options": "chrono_tmax=1000"},
 }
 _COPY_CELLS = {
