@@ -18,7 +18,7 @@ export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
 OUT=${OUT:-runs/gpu}
 PY=${PY:-python3}
 DEADLINE=${DEADLINE:-570}  # seconds from the start by which everything has ended
-# points that need a GPU, at the committed points' budget (session 5 trained mingru, gru and lstm at T=5000).
+# points that need a GPU, at the committed points' budget (mingru, gru and lstm at T=5000 came from here).
 # Name only points nobody trains elsewhere: a fresh machine has no checkpoints (they are not committed), so
 # it starts them from scratch. Unpack the archive into a scratch folder and move its points into place.
 TRAIN_ARGS=${TRAIN_ARGS-"--table=adding --preset=long --seq_lens=2000,5000 --results_dir=results/long --workers=6"}

@@ -20,9 +20,10 @@ from absl import flags
 
 from experiments import io
 from experiments.build import build
-from experiments.config import Config, ConfigError, check_out_file, validate_cells
+from experiments.config import Config, ConfigError, check_out_file
 from experiments.flags import list_flag, run
 from experiments.report import fmt, markdown_table
+from experiments.validation import validate_cells
 
 PRESETS = {
     "full": dict(seq_len=5000, hidden_size=128, batch_size=50, steps=6),
@@ -95,4 +96,4 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     define_flags()
-    run(main)
+    run(main, groups={"what to measure": ("preset", "cells", "remat"), "output": ("out",)})

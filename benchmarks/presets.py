@@ -46,8 +46,8 @@ _ADDING_CELLS = {
         "clip_norm": 0.0,
     },
     "lru": {**_LRU, "learning_rate": _SWEEP_FAST},
-    # not the paper's (no adding there): chrono init of the update gate (this lab's option) and Adam 1e-2, which
-    # solved T=1000 in 400-800 steps; at the zero bias one seed stayed at 0.92 x baseline for 800 (docs/cells.md)
+    # not the paper's (no adding there): chrono init of the update gate (rnnlab's option) and Adam 1e-2, which
+    # solved T=1000 in 400-800 steps; at the zero bias one seed stayed at 0.92 x baseline for 800 (docs/tables.md)
     "mingru": {"learning_rate": 1e-2, "cell_options": "chrono_tmax=1000"},
     "minlstm": {"learning_rate": _SWEEP_FAST, "cell_options": "chrono_tmax=1000"},
 }

@@ -76,12 +76,13 @@ from flax import linen as nn
 
 from cells import CELLS as CELL_REGISTRY
 from experiments.compare import DEFAULTS as MAIN_JOB
-from experiments.config import Config, ConfigError, check_out_file, validate
+from experiments.config import Config, ConfigError, check_out_file
 from experiments.io import atomic_write
 from experiments.model import SequenceModel
 from experiments.policy import PRECISIONS
 from experiments.report import fmt, markdown_table
 from experiments.train import Experiment
+from experiments.validation import validate
 from tasks.copy_memory import NUM_RECALL, CopyMemory
 
 CELLS = ("rnn", "lstm", "gru")
@@ -721,8 +722,18 @@ def main(argv: list[str]) -> None:
         atomic_write(FLAGS.out, lambda f: f.write(report))
 
 
+FLAG_GROUPS = {
+    "what to time": (
+        *("preset", "sections", "settings", "cells", "variants", "num_seeds", "seeds_setting", "seed_counts"),
+        "matmul_precision",
+    ),
+    "contenders": ("flax", "torch", "torch_threads"),
+    "timing": ("rounds", "warmup", "min_round_s"),
+    "output": ("out",),
+}
+
 if __name__ == "__main__":
     from experiments.flags import run
 
     define_flags()
-    run(main)
+    run(main, groups=FLAG_GROUPS)

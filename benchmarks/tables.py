@@ -290,6 +290,15 @@ def define_flags() -> None:
     )
 
 
+FLAG_GROUPS = {
+    "table": ("table", "preset", "results_dir", "status", "render_only"),
+    "overrides of the preset": (
+        *("task", "task_options", "cells", "seq_lens", "num_seeds", "steps", "hidden_size", "batch_size"),
+        *("learning_rate", "optimizer"),
+    ),
+    "launcher": ("launcher", "workers", *LAUNCHER_FLAGS["slurm"]),
+}
+
 if __name__ == "__main__":
     define_flags()
-    run(main)
+    run(main, groups=FLAG_GROUPS)

@@ -2,6 +2,7 @@
 
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,7 @@ def _exception(record: logging.LogRecord) -> BaseException | None:
     return record.exc_info[1] if isinstance(record.exc_info, tuple) else None
 
 
-logging.getLogger("absl").addFilter(_QuietOrbax())
-_unraisable_hook = sys.unraisablehook
+_previous_unraisable_hook: Callable[[Any], object] = sys.__unraisablehook__
 
 
 def _quiet_closed_loop(unraisable: Any) -> None:
@@ -41,10 +41,20 @@ def _quiet_closed_loop(unraisable: Any) -> None:
     traceback from a background thread; the failure itself is reported once, by `restore_latest`."""
     if unraisable.exc_type is RuntimeError and str(unraisable.exc_value) == "Event loop is closed":
         return
-    _unraisable_hook(unraisable)
+    _previous_unraisable_hook(unraisable)
 
 
-sys.unraisablehook = _quiet_closed_loop
+def quiet_orbax() -> None:
+    """Keep orbax's output to what a user needs: `_QuietOrbax` on absl's logger, and `_quiet_closed_loop` in
+    front of `sys.unraisablehook`. Installed once per process, by the first `Checkpoints` (importing this
+    module changes nothing)."""
+    global _previous_unraisable_hook
+    absl_logger = logging.getLogger("absl")
+    if not any(isinstance(f, _QuietOrbax) for f in absl_logger.filters):
+        absl_logger.addFilter(_QuietOrbax())
+    if sys.unraisablehook is not _quiet_closed_loop:
+        _previous_unraisable_hook = sys.unraisablehook
+        sys.unraisablehook = _quiet_closed_loop
 
 
 def saved_steps(workdir: str | Path) -> list[int]:
@@ -59,6 +69,7 @@ class Checkpoints:
     """The `checkpoints/` folder of a workdir; keeps the latest two steps."""
 
     def __init__(self, workdir: str | Path):
+        quiet_orbax()
         options = ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False)
         self._workdir = Path(workdir).absolute()
         self._manager = ocp.CheckpointManager(self._workdir / "checkpoints", options=options)

@@ -417,7 +417,11 @@ def _run() -> None:
     flags.DEFINE_integer("batch", 2, "Batch size of the test inputs.")
     flags.DEFINE_integer("seq_len", 5, "Sequence length for the gradient and scan checks (at least 2).")
     flags.DEFINE_string("cell_options", "", "Cell constructor options as key=value,...")
-    run(main, positional="cell specs")
+    run(
+        main,
+        positional="cell specs",
+        groups={"the checks": ("cell_options", "hidden_size", "input_size", "batch", "seq_len")},
+    )
 
 
 if __name__ == "__main__":

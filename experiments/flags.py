@@ -4,7 +4,7 @@ import dataclasses
 import logging
 import re
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from absl import app, flags
@@ -13,6 +13,20 @@ from experiments import io
 from experiments.config import Config, ConfigError, parse_learning_rates
 
 FLAGS = flags.FLAGS
+# Flags defined through this module's helpers (`define_config_flags`) belong to the module that calls them, so
+# each entry point's `--help` lists them (absl's `--help` shows the main module's own flags only).
+flags.disclaim_key_flags()
+
+# `--help` lists an entry point's flags in these groups (Config's fields and the flags several tools share;
+# the tool's own groups come first, and one named here too is joined); a flag in no group is listed last.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "cell and task": ("cell", "cells", "cell_options", "hidden_size", "num_layers", "task", "task_options", "seq_len"),
+    "training": ("steps", "batch_size", "optimizer", "learning_rate", "momentum", "clip_norm", "lr_multipliers"),
+    "seeds and evaluation": ("seed", "num_seeds", "eval_every", "eval_size"),
+    "outputs": ("workdir", "checkpoint_every", "diag_every", "tensorboard"),
+    "execution": ("sequence_path", "unroll", "remat", "num_devices", "seed_chunk", "matmul_precision"),
+}
+_HELP_FLAGS = ("help", "helpshort")
 _DEFINERS = {int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string, bool: flags.DEFINE_bool}
 
 
@@ -85,13 +99,73 @@ def _fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
-def run(main: Callable[[list[str]], Any], positional: str | None = None) -> None:
+def help_text(groups: Mapping[str, Sequence[str]] = {}, module: str | None = None) -> str:  # noqa: B006 - read only
+    """`--help`: the head of the main module's docstring (up to its first example), then the entry point's
+    own flags (`module`'s key flags; default the main module's) under `groups`, then GROUPS."""
+    doc = (sys.modules["__main__"].__doc__ or "").strip("\n")
+    paragraphs = doc.split("\n\n")
+    examples = [i for i, p in enumerate(paragraphs) if all(line.startswith("    ") for line in p.splitlines())]
+    head = "\n\n".join(paragraphs[: examples[0] + 1] if examples else paragraphs[:1])
+    merged: dict[str, list[str]] = {}
+    for name, members in [*groups.items(), *GROUPS.items()]:
+        merged.setdefault(name, []).extend(members)
+    own = {f.name: f for f in FLAGS.get_key_flags_for_module(module or sys.argv[0]) if f.name not in _HELP_FLAGS}
+    lines = [head, ""]
+    listed: set[str] = set()
+    for title, names in [*merged.items(), ("other", sorted(own))]:
+        present = [n for n in names if n in own and n not in listed]
+        if present:
+            lines.append(f"{title}:")
+            lines += [_flag_line(own[n]) for n in present]
+            lines.append("")
+            listed.update(present)
+    lines.append("All flags, absl's included: --helpfull.")
+    return "\n".join(lines)
+
+
+def _flag_line(flag: flags.Flag) -> str:
+    name = f"--[no]{flag.name}" if flag.boolean else f"--{flag.name}"
+    default = "" if flag.default is None else f" (default: {flag.default_as_str})"
+    if flag.default is not None and not isinstance(flag.default, str):
+        default = default.replace("'", "")  # absl quotes every default: 128, not '128'
+
+    return flags.text_wrap(f"{name}: {flag.help}{default}", length=110, indent="      ", firstline_indent="  ")
+
+
+class _HelpFlag(flags.BooleanFlag):
+    """`--help` (and `-?`, `--helpshort`): `help_text`, on stdout, then exit 0."""
+
+    def __init__(self, name: str, short_name: str | None, groups: Mapping[str, Sequence[str]]):
+        super().__init__(name, False, "show this tool's flags, grouped", short_name=short_name, allow_hide_cpp=True)
+        self._groups = groups
+
+    def parse(self, argument: Any) -> None:
+        if self._parse(argument):
+            print(help_text(self._groups))
+            sys.exit(0)
+
+
+def _define_help_flags(groups: Mapping[str, Sequence[str]]) -> None:
+    """absl's help flags, with `--help`/`-?`/`--helpshort` replaced by `_HelpFlag` (`--helpfull` stays absl's)."""
+    app.define_help_flags()
+    for name in ("help", "?", "helpshort"):
+        if name in FLAGS and not isinstance(FLAGS[name], _HelpFlag):
+            delattr(FLAGS, name)
+    if "help" not in FLAGS:
+        flags.DEFINE_flag(_HelpFlag("help", "?", groups))
+        flags.DEFINE_flag(_HelpFlag("helpshort", None, groups))
+
+
+def run(
+    main: Callable[[list[str]], Any], positional: str | None = None, groups: Mapping[str, Sequence[str]] = {}
+) -> None:  # noqa: B006 - read only
     """`absl.app.run(main)`, but a bad flag or ConfigError prints one line and exits 2.
 
     The one path every entry point parses its flags through: absl's parse errors, stray
     positional arguments (unless `positional` names what they are) and any ConfigError raised
     by `main` become `error: --flag...: ...` on stderr, exit code 2. `main`'s return value is
-    the exit code (None = 0). A full disk (or quota) is one line too, exit code 1.
+    the exit code (None = 0). A full disk (or quota) is one line too, exit code 1. `--help` lists
+    the entry point's own flags under `groups` (name -> flag names) and CONFIG_GROUPS.
     """
 
     def guarded(argv: list[str]) -> Any:
@@ -112,6 +186,7 @@ def run(main: Callable[[list[str]], Any], positional: str | None = None) -> None
                   "the same command (a training run resumes from its last checkpoint)", code=1)  # fmt: skip
 
     logging.getLogger("jax").setLevel(logging.WARNING)  # no "Unable to initialize backend 'tpu'"
+    _define_help_flags(groups)
     app.run(guarded, flags_parser=_parse)
 
 

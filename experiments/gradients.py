@@ -27,8 +27,9 @@ import numpy as np
 
 from experiments import diagnostics as diag
 from experiments import io
-from experiments.config import Config, ConfigError, check_workdir, members, validate, validate_cells
+from experiments.config import Config, ConfigError, check_workdir, members
 from experiments.report import fmt, markdown_table
+from experiments.validation import validate, validate_cells
 
 INDEX_CONVENTION = (
     "Position i = 0..T-1 of a per-step array is step t = i + 1: carry gradient ||dL/dh_i|| (h_i = carry after "
@@ -416,8 +417,12 @@ def define_flags() -> None:
     flags.DEFINE_integer("power_iters", 20, "Power iterations per sigma_max.")
 
 
+FLAG_GROUPS = {
+    "diagnostics": ("from_workdirs", "batch", "horizon_fraction", "jacobian_points", "jacobian_examples", "power_iters")
+}
+
 if __name__ == "__main__":
     from experiments.flags import run
 
     define_flags()
-    run(main)
+    run(main, groups=FLAG_GROUPS)

@@ -3,21 +3,30 @@
 import errno
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+
+def _create_temp(folder: Path, name: str) -> tuple[int, Path]:
+    """A new file `.<name>.<random>.tmp` in `folder`, opened for writing, with the permissions `open()` gives
+    (0o666 less the process's umask, applied by the kernel: the umask is never read or changed here)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = folder / f".{name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(folder))
 
 
 def atomic_write(path: str | Path, write: Callable[[IO], None], mode: str = "w") -> None:
     """Write via `write(file)` to a temp file in the same folder, fsync, then rename over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the permissions open() would
+    fd, tmp = _create_temp(path.parent, path.name)
     try:
         with os.fdopen(fd, mode) as f:
             write(f)

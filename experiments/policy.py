@@ -25,15 +25,16 @@ Measurements behind the choices (`python -m benchmarks.speed`, ratios side by si
   B=128 T=120 H=128: the per-step weight-gradient dots 22 + 19 ms against 12 ms unbatched; the whole
   step 147 -> 123 ms). `experiments.train.vmap_in_chunks` therefore runs a lone seed (a one-seed
   run, or a chunk of one) without a batch axis.
-- GPU (H200, `results/speed/gpu_h200*.md`): the fused kernel was 1.3-1.8x as fast as the
+- GPU (H200, `results/speed/gpu_h200.md`): the fused kernel was 1.3-1.8x as fast as the
   step scan for rnn, lstm and gru at B=50 T=100/1000 H=128 and B=128 T=520 H=256; lstm at T=1000 with
   scan unroll 1, 4, 8, 16: 30.8, 17.7, 15.3, 14.5 ms, so `GPU_UNROLL` is 8 (16 gains 6% for a larger
   program). One vmap over 8 and 32 seeds gave 3.8x and 7.9x the seed-steps/s of one seed, where the
   same seeds one after another gave 1.0x; chunking serialises seeds, so a GPU chunks only when the
   seeds' residuals would not fit in `GPU_MEMORY_FRACTION` of its memory.
-- GPU (H100, session 5): evaluating 3 LSTM seeds at adding T=5000 on 250 held-out sequences at once
-  asked for one 14.3 GiB buffer (the sequence path's input projection of every step, (T, seeds, rows,
-  4H) float32, and its transposed copy) and ran out of memory beside two other workers on the card.
+- GPU (H100 80GB, training the long adding table): evaluating 3 LSTM seeds at adding T=5000 on 250
+  held-out sequences at once asked for one 14.3 GiB buffer (the sequence path's input projection of
+  every step, (T, seeds, rows, 4H) float32, and its transposed copy) and ran out of memory beside two
+  other workers on the card.
   An evaluation chunk therefore holds at most `EVAL_ROWS` sequences and, on an accelerator, no more
   than the device's members fit in `GPU_MEMORY_FRACTION` of its memory at the per-sequence size of the
   backward residuals (an upper bound of what the forward pass keeps: 31 MB per LSTM sequence at T=5000

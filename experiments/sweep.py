@@ -31,9 +31,10 @@ from typing import Any, NamedTuple, NoReturn
 import numpy as np
 
 from experiments import io
-from experiments.config import Config, ConfigError, check_workdir, validate_cells
+from experiments.config import Config, ConfigError, check_workdir
 from experiments.lock import WorkdirLockedError, workdir_lock
 from experiments.report import fmt, markdown_table, mean_std
+from experiments.validation import validate_cells
 from tasks import Task, make_task
 
 MEASURES = ("train", "gradients")

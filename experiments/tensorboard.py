@@ -14,7 +14,7 @@ nothing it logged.
 
 A resumed run appends a new event file to each seed's folder, starting with the `purge_step`
 marker tensorboardX's SummaryWriter writes: TensorBoard then hides the points an interrupted
-session logged after the checkpoint the run resumed from, and which the resumed run logs again.
+process logged after the checkpoint the run resumed from, and which the resumed run logs again.
 Readers that ignore that marker (`read_scalars` below keeps every event) see those steps twice.
 
 tensorboardX is imported on first use, with PyTorch hidden from it: its package imports PyTorch when
@@ -60,7 +60,7 @@ def seed_dir(workdir: str | Path, seed: int, learning_rate: float | None = None)
 
 
 class TensorBoardLog:
-    """Per-member event files of one training session, opened on first write; `sweep`: folders per rate too."""
+    """Per-member event files of one training process, opened on first write; `sweep`: folders per rate too."""
 
     def __init__(self, workdir: str | Path, sweep: bool = False):
         self.workdir = Path(workdir)
@@ -69,7 +69,7 @@ class TensorBoardLog:
         self._writers: dict[tuple[int, float | None], Any] = {}  # (seed, rate) -> tensorboardX EventsWriter
 
     def resume(self, step: int) -> None:
-        """This session continues a run from `step`: events after it from earlier sessions are orphans."""
+        """This process continues a run from `step`: events after it, logged by earlier processes, are orphans."""
         self.purge_step = step + 1 if step else None
 
     def _writer(self, seed: int, learning_rate: float | None) -> Any:
@@ -78,7 +78,7 @@ class TensorBoardLog:
             tbx = _tbx()
             folder = seed_dir(self.workdir, seed, learning_rate)
             folder.mkdir(parents=True, exist_ok=True)
-            # time in ns: two sessions within one second (a quick resume) get two files, in order
+            # time in ns: two processes within one second (a quick resume) get two files, in order
             writer = tbx.EventsWriter(str(folder / "events"), f".{time.time_ns()}.{os.getpid()}")
             if self.purge_step is not None:
                 start = tbx.SessionLog(status=tbx.SessionLog.START)

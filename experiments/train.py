@@ -36,18 +36,10 @@ from jax.sharding import PartitionSpec as P
 from experiments import io, policy
 from experiments.build import Parts, build, make_optimizer, member_learning_rates
 from experiments.checkpoint import Checkpoints, saved_steps
-from experiments.config import (
-    Config,
-    ConfigError,
-    check_workdir,
-    learning_rates,
-    members,
-    num_devices,
-    num_members,
-    validate,
-)
+from experiments.config import Config, ConfigError, check_workdir, learning_rates, members, num_devices, num_members
 from experiments.lock import workdir_lock
 from experiments.tensorboard import TensorBoardLog
+from experiments.validation import validate
 
 # fields that may differ when resuming
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "diag_every", "num_devices", "seed_chunk", "remat", "tensorboard")
@@ -188,7 +180,7 @@ class Experiment:
         """`init_state` of every member, stacked: seeds (N,), rates (N, 1 + G) (`member_inputs`; None: every
         member at the config's first learning rate). A `lax.map`, not a vmap: a vmapped
         initialisation batches the orthogonal initialisers' QR factorisations, and two batched
-        LAPACK calls on XLA's CPU thread pool could each wait for the other forever (issue 12, #0)."""
+        LAPACK calls on XLA's CPU thread pool could each wait for the other forever."""
         seeds = jnp.asarray(seeds)
         if rates is None:
             first = member_learning_rates(self.config, self.learning_rates[0])
@@ -393,7 +385,7 @@ def restore_latest(
     checkpoints: Checkpoints, workdir: Path, like: TrainState, flag: str = "workdir", quarantine: bool = True
 ) -> tuple[int, TrainState] | None:
     """`Checkpoints.restore_latest(like)`, reading too a run checkpointed before the optimizer state held its
-    learning rates (before `optax.inject_hyperparams`, issue 10): its optimizer state is restored as the inner
+    learning rates (before `optax.inject_hyperparams`): its optimizer state is restored as the inner
     state of `like`'s, with `like`'s rates and the count of updates it took (its steps, or up to divergence)."""
     step = checkpoints.latest_step()
     if step is None or not _without_hyperparams(workdir / "checkpoints" / str(step)):
@@ -492,8 +484,8 @@ def _train_from(exp, workdir, mesh, state, checkpoints, stop_signal, previous, t
     timing = _timing(previous, start, step, wall, train_time, timed_steps)
     results = _results(exp, state, history, step, timing, stop)
     results["execution"] = execution(exp, mesh, eval_chunk=eval_sets["eval"][0].shape[1])
-    # the step the last session that trained started from (0: from scratch); a session that trained nothing
-    # (a rerun of a finished run) keeps it, as it keeps the timing; session_steps: what this session trained
+    # the step the last process that trained started from (0: from scratch); a process that trained nothing
+    # (a rerun of a finished run) keeps it, as it keeps the timing; session_steps: what this process trained
     results["resumed_from"] = start if step > start or "resumed_from" not in previous else previous["resumed_from"]
     results["session_steps"] = step - start
     if (sessions := _sessions(previous, start, step, results, wall)) is not None:

@@ -11,8 +11,9 @@ import pytest
 from flax import linen as nn
 
 from cells import CELLS
-from experiments.config import Config, ConfigError, validate
+from experiments.config import Config, ConfigError
 from experiments.conformance import CHECKS, CheckResult, check_cell
+from experiments.validation import validate
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECK_NAMES = ["construct"] + [name for name, _ in CHECKS]

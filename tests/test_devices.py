@@ -14,7 +14,8 @@ import jax
 import pytest
 
 from experiments import policy
-from experiments.config import Config, ConfigError, num_devices, validate
+from experiments.config import Config, ConfigError, num_devices
+from experiments.validation import validate
 
 ROOT = Path(__file__).resolve().parents[1]
 MB = 2**20

@@ -1,4 +1,4 @@
-"""Issue 12's faults, one test (or more) each: a deadlock in vmapped initialisation, a signal before
+"""Faults, one test (or more) each: a deadlock in vmapped initialisation, a signal before
 the first step, checkpoints between logging steps, a damaged checkpoint, a deleted config.json, two
 processes on one workdir, a stopped table sweep, reruns of finished runs and a full disk."""
 
@@ -190,7 +190,7 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(reference, tra
     assert (trained / UNREADABLE / "60").is_dir() and saved_steps(trained) == [50, 60]
     results = io.read_json(trained / "results.json")
     assert results["seeds"] == reference[1]["seeds"] and evals(trained) == evals(reference[0])
-    assert results["wall_time_s"] > reference[1]["wall_time_s"]  # a resumed run adds its session's time
+    assert results["wall_time_s"] > reference[1]["wall_time_s"]  # a resumed run adds its own time
 
 
 def test_gradients_from_a_workdir_with_damaged_checkpoints(trained, caplog):
@@ -221,7 +221,7 @@ def test_a_deleted_config_json_refuses_instead_of_resuming(trained):
 
 @pytest.mark.parametrize("name", ["checkpoints", UNREADABLE])
 def test_a_file_in_place_of_a_run_folder_is_refused_before_anything_is_written(trained, name):
-    """Found by the session's own attack: a `checkpoints` file made the run restart from 0 and lose its metrics."""
+    """A `checkpoints` file is refused up front (it once made the run restart from 0 and lose its metrics)."""
     folder = trained / name
     if folder.exists():
         shutil.rmtree(folder)

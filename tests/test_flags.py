@@ -7,10 +7,11 @@ import pytest
 from absl import flags
 
 from experiments import config as config_module
-from experiments.config import Config, ConfigError, check_out_file, check_workdir, validate, validate_cells
+from experiments.config import Config, ConfigError, check_out_file, check_workdir
 from experiments.conformance import check_cell
 from experiments.flags import _flag_error, int_list_flag, list_flag
 from experiments.train import check_resumable
+from experiments.validation import validate, validate_cells
 
 ENTRY_POINTS = [
     "experiments.train",
@@ -176,7 +177,7 @@ def test_conformance_sizes_are_validated_before_any_check(one_line_errors):
         (m, ["lstm", "--batch=0"], "--batch=0: must be an integer in [1, 1024]"),
         (m, ["lstm", "--seq_len=1"], "--seq_len=1: must be an integer in [2, 1000]"),
         (m, [], "no cell to check; usage: python -m experiments.conformance"),
-        # options the cell refuses are a bad flag, not a failed check (found by the session's attack)
+        # options the cell refuses are a bad flag, not a failed check (a case found by adversarial testing)
         (m, ["lru", "--cell_options=r_min"], "--cell_options=r_min: malformed option 'r_min'"),
         (m, ["lru", "--cell_options=foo=1"], "--cell_options=foo=1: cell 'lru' has no option foo"),
         (m, ["lru", "--cell_options=r_min=2"], "--cell_options=r_min=2: cell 'lru' rejected options"),

@@ -92,7 +92,7 @@ def test_cells_without_a_sequence_method_keep_the_step_scan():
 
 
 def test_activation_bytes_ignore_weights_when_batch_equals_width():
-    """Issue 12 #10: weights whose first axis happens to equal B are not per-step activations."""
+    """Weights whose first axis happens to equal B are not per-step activations."""
     for name in ("rnn", "lstm"):
         model = SequenceModel(make_cell(name, 16), 1, "last")
         a, b = model.activation_bytes(16, 100, 2), model.activation_bytes(17, 100, 2)

@@ -80,7 +80,7 @@ def inline_smoke(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_two_local_sweeps_at_once_train_every_point_once_and_match_inline(inline_smoke, tmp_path):
     """Two `--launcher=local --workers=2` sweeps started together on one results dir: every point trained by
-    exactly one worker, in one session from step 0, no duplicate metrics record; then the table (rendered
+    exactly one worker, in one process from step 0, no duplicate metrics record; then the table (rendered
     by a third launch, which starts no worker) equals the inline one, and so do results.json numbers."""
     args = (*SMOKE, f"--results_dir={tmp_path}", "--launcher=local", "--workers=2")
     first, second = tables(*args), tables(*args)
@@ -180,7 +180,7 @@ def test_a_killed_worker_resumes_on_relaunch_and_a_preempted_one_is_requeued(tmp
     keys = keys_of(workdir)
     assert sorted(keys) == sorted(set(keys)) and {s for s, _ in keys} == set(range(0, 1501, 10))
 
-    # three sessions, three event files per seed; the resumed ones start with TensorBoard's purge marker
+    # three runs of the command, three event files per seed; the resumed ones start with TensorBoard's purge marker
     files = events(workdir / "tb" / "seed_0")
     assert len(files) == 3 and not files[0][1].HasField("session_log")
     purges = [f[1].step for f in files[1:] if f[1].session_log.status == f[1].session_log.START]

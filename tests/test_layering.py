@@ -32,3 +32,45 @@ def test_imports_follow_the_layers(package):
     assert modules
     bad = {m.name: sorted(imported_packages(m) & set(FORBIDDEN[package])) for m in modules}
     assert not {m: b for m, b in bad.items() if b}, f"{package}/ imports what it must not: {bad}"
+
+
+PACKAGES = ("cells", "tasks", "plugins", "experiments", "benchmarks")
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The project modules a module imports, at module level or inside functions (`from p import m` counts
+    as importing p.m when p/m.py exists, else p)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names |= {f"{node.module}.{a.name}" for a in node.names if (ROOT / node.module / f"{a.name}.py").exists()}
+            names.add(node.module)
+    return {n for n in names if n.split(".")[0] in PACKAGES}
+
+
+def test_no_import_cycles_between_modules():
+    """A module that needs another only inside a function still depends on it: no two modules may
+    depend on each other, directly or around a longer loop. (A package's `__init__` re-exporting its
+    own modules is not a loop: it is left out.)"""
+    paths = {
+        f"{p.parent.name}.{p.stem}": p for pkg in PACKAGES for p in (ROOT / pkg).glob("*.py") if p.stem != "__init__"
+    }
+    graph = {m: {d for d in imported_modules(path) if d in paths and d != m} for m, path in paths.items()}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(module: str, path: list[str]) -> list[str] | None:
+        state[module] = 1
+        for dep in sorted(graph[module]):
+            if state.get(dep) == 1:
+                return [*path[path.index(dep) :], dep] if dep in path else [*path, dep]
+            if dep not in state and (loop := visit(dep, [*path, dep])):
+                return loop
+        state[module] = 2
+        return None
+
+    for module in sorted(graph):
+        if module not in state:
+            loop = visit(module, [module])
+            assert loop is None, f"import cycle: {' -> '.join(loop)}"

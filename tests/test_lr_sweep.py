@@ -14,16 +14,9 @@ import pytest
 
 from experiments import config as config_module
 from experiments import io
-from experiments.config import (
-    Config,
-    ConfigError,
-    learning_rates,
-    members,
-    num_devices,
-    parse_learning_rates,
-    validate,
-)
+from experiments.config import Config, ConfigError, learning_rates, members, num_devices, parse_learning_rates
 from experiments.train import Experiment, _results, best_learning_rate, check_resumable, train_and_evaluate
+from experiments.validation import validate
 
 ROOT = Path(__file__).resolve().parents[1]
 RATES = (1e-3, 1e-2)

@@ -1,4 +1,4 @@
-"""The tasks of issue 10 (selective_copy, associative_recall, temporal_order, digits, permuted_digits):
+"""The tasks beyond copy and adding (selective_copy, associative_recall, temporal_order, digits, permuted_digits):
 layouts against their sources, baselines against Monte Carlo estimates of the best memoryless predictor,
 perfect predictors, option checks, and one tiny training run each."""
 

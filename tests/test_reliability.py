@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 
 from cells import CELLS
 from experiments import io, train
-from experiments.config import OPTIMIZERS, Config, ConfigError, validate
+from experiments.config import OPTIMIZERS, Config, ConfigError
 from experiments.train import Experiment, train_and_evaluate
+from experiments.validation import validate
 from tasks import TASKS
 
 ROOT = Path(__file__).resolve().parents[1]

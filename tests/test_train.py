@@ -11,9 +11,10 @@ import pytest
 
 from cells import make_cell
 from experiments import io
-from experiments.config import Config, ConfigError, validate
+from experiments.config import Config, ConfigError
 from experiments.model import SequenceModel
 from experiments.train import Experiment, train_and_evaluate, vmap_in_chunks
+from experiments.validation import validate
 
 TINY = Config(
     cell="gru", task="adding", seq_len=8, hidden_size=8, batch_size=8, steps=20,
