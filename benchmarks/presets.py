@@ -153,8 +153,6 @@ PRESETS: dict[str, dict[str, Sweep]] = {
             grid={"cell": CELLS3, "seq_len": (100, 200, 400)},
         ),
     },
-        # Adding as in Li et al. 2018 and the LEM logs (hidden 128, batch 50, Adam); copy in the uRNN protocol
-    # (hidden 128, batch 20, RMSprop 1e-3; 3000 steps, not its 20k: what a 2-core CPU trains in a session).
     # Where the cells differ: all eleven, each at its own settings (above). Adding as in Li et al. 2018 and the LEM
     # logs (hidden 128, batch 50, Adam 1e-3 for the classics); copy in the uRNN protocol (hidden 128, batch 20,
     # RMSprop 1e-3 for the classics; 3000 steps, not its 20k).
