@@ -30,12 +30,15 @@ from typing import Any
 
 from absl import flags
 
-from benchmarks import launch
+from benchmarks import launch, plan
 from benchmarks.presets import PRESETS
 from experiments.config import Config, ConfigError, parse_learning_rates
 from experiments.flags import int_list_flag, list_flag, run
 from experiments.sweep import PointKey, Sweep, check_points, load_point, point_dir, read_dict, run_inline, write_report
 from tasks import TASKS
+
+
+COMMITTED_RESULTS = Path(__file__).resolve().parent.parent / "results"
 
 
 def table_name(table: str | None, task: str | None) -> str:
@@ -98,6 +101,8 @@ def main(argv: list[str]) -> None:
     if F.results_dir is not None and not F.results_dir.strip():
         raise ConfigError(f"--results_dir={F.results_dir!r}: must name a folder")
     results_dir = Path(F.results_dir or f"results/{F.preset}")
+    if F.plan:
+        return print_plan(table, configs, results_dir)
     if F.status or F.render_only:
         check_points(configs, results_dir / table, sweep.measure, read_only=True)
         if F.status:
@@ -149,6 +154,18 @@ def load_points(table: str, configs: dict[PointKey, Config], results_dir: Path) 
         else:
             points[key] = {"busy": status.line.split(" (see ")[0]}
     return points
+
+
+def print_plan(table: str, configs: dict[PointKey, Config], results_dir: Path) -> None:
+    """`--plan`: each point's remaining steps and estimated wall time per backend (`benchmarks.plan`). Reads files."""
+    from experiments.train import steps_done
+
+    roots = [COMMITTED_RESULTS, results_dir]
+    records = plan.find_records(r for r in roots if r.is_dir())
+    points = {key: (config, steps_done(point_dir(results_dir / table, key))) for key, config in configs.items()}
+    print(f"{table}: {len(configs)} grid points under {results_dir / table}; {len(records)} timing records under "
+          f"{', '.join(str(r) for r in dict.fromkeys(roots))}")  # fmt: skip
+    print("\n".join(plan.plan_lines(points, records)))
 
 
 def print_status(table: str, configs: dict[PointKey, Config], results_dir: Path) -> None:
@@ -283,6 +300,12 @@ def define_flags() -> None:
         "Write the table from the points on disk (unfinished ones marked: running, not started, ...); train nothing.",
     )
     flags.DEFINE_bool(
+        "plan",
+        False,
+        "Print each grid point's remaining steps and estimated wall time on a CPU and on a GPU, from the training "
+        "times that committed and local results recorded (benchmarks/plan.py), and the totals; trains nothing.",
+    )
+    flags.DEFINE_bool(
         "status",
         False,
         "Print what each grid point is doing (finished, running with step, "
@@ -291,7 +314,7 @@ def define_flags() -> None:
 
 
 FLAG_GROUPS = {
-    "table": ("table", "preset", "results_dir", "status", "render_only"),
+    "table": ("table", "preset", "results_dir", "status", "plan", "render_only"),
     "overrides of the preset": (
         *("task", "task_options", "cells", "seq_lens", "num_seeds", "steps", "hidden_size", "batch_size"),
         *("learning_rate", "optimizer"),
