@@ -2,7 +2,8 @@
 from the training times that finished or stopped runs recorded (their `results.json`), never from constants.
 
 A run's `results.json` lists each process that trained it (`sessions`: steps from-to, wall seconds, backend,
-device kind, CPU count; older files: one process from step 0). One such record (of at least `MIN_STEPS` steps) gives a wall time per step, compilation, evaluation and diagnostics
+device kind, CPU count; older files: one process from step 0). One such record (of at least `MIN_STEPS` steps)
+gives a wall time per step, compilation, evaluation and diagnostics
 included, for its cell, task length T, depth, batch, width and members (seeds x learning rates). A point is
 estimated from the record of its own cell and backend nearest in T, else of its family (`FAMILY`), else of any
 cell, scaled by the work per step:

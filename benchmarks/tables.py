@@ -37,7 +37,6 @@ from experiments.flags import int_list_flag, list_flag, run
 from experiments.sweep import PointKey, Sweep, check_points, load_point, point_dir, read_dict, run_inline, write_report
 from tasks import TASKS
 
-
 COMMITTED_RESULTS = Path(__file__).resolve().parent.parent / "results"
 
 
