@@ -102,6 +102,17 @@ def np_lru(p: dict, xs: np.ndarray, carry: np.ndarray) -> tuple:
     return np.concatenate([h.real, h.imag], -1), np.stack(ys, 1)
 
 
+def np_lru_glu(p: dict, xs: np.ndarray, carry: np.ndarray) -> tuple:
+    """The LRU inside the paper's layer (minimal-LRU): u = x E, z = LayerNorm(u), v = gelu(LRU(z)) (tanh form),
+    y = u + (v K_a + k_a) * sigmoid(v K_b + k_b)."""
+    u = xs @ p["encoder"] if "encoder" in p else xs
+    z = (u - u.mean(-1, keepdims=True)) / np.sqrt(u.var(-1, keepdims=True) + 1e-5) * p["norm_scale"] + p["norm_bias"]
+    h, y = np_lru(p, z, carry)
+    v = 0.5 * y * (1 + np.tanh(np.sqrt(2 / np.pi) * (y + 0.044715 * y**3)))
+    a, b = np.split(v @ p["glu_kernel"] + p["glu_bias"], 2, axis=-1)
+    return h, u + a * _sigmoid(b)
+
+
 def _g(v: np.ndarray) -> np.ndarray:
     return np.where(v >= 0, v + 0.5, _sigmoid(v))
 
@@ -180,6 +191,7 @@ REFERENCES = {
     "exprnn_henaff": ("exprnn", "", np_exprnn),
     "lru": ("lru", "", np_lru),
     "lru_ring": ("lru", "state_size=3,r_min=0.5,r_max=0.99,max_phase=0.3", np_lru),
+    "lru_glu": ("lru", "block=glu,r_min=0.9,r_max=0.999", np_lru_glu),
     "mingru": ("mingru", "", np_mingru),
     "minlstm": ("minlstm", "", np_minlstm),
 }
