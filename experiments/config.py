@@ -1,11 +1,13 @@
 """Experiment configuration as code: one frozen dataclass, validated before anything compiles."""
 
+import contextlib
 import dataclasses
 import errno
 import math
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +16,16 @@ import jax.numpy as jnp
 
 from experiments import policy
 from experiments.model import SequenceModel
+from experiments.validate import (
+    ConfigError,
+    as_float32,
+    check_float32_positive,
+    check_seeds,
+    distinct_in_float32,
+    float32_positive,
+    float32_range,
+)
+from plugins import NUMBER_RULE, describe_exception, is_number_text, looks_numeric
 from tasks import Task
 
 if TYPE_CHECKING:
@@ -98,10 +110,6 @@ class Config:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-class ConfigError(ValueError):
-    """A bad flag or config field; the message is one line naming it and the allowed values."""
-
-
 def _int_between(name: str, value: Any, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ConfigError(f"--{name}={value!r}: must be an integer in [{low}, {high}]")
@@ -119,6 +127,11 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
         raise ConfigError(f"--{name}={value!r}: must be one of {', '.join(allowed)}")
 
 
+# fields that only act in training: a measurement at initialisation (experiments.gradients --cells) has no use for them
+TRAINING_FIELDS = (
+    "batch_size", "steps", "optimizer", "learning_rate", "momentum", "clip_norm", "eval_every", "eval_size",
+    "checkpoint_every", "diag_every", "lr_multipliers", "tensorboard",
+)  # fmt: skip
 LEARNING_RATES_RULE = "must be a finite number > 0, or a comma-separated list of them in increasing order (a sweep)"
 MAX_MEMBERS = 1024  # seeds x learning rates trained in one program
 
@@ -136,25 +149,38 @@ def parse_learning_rates(text: str) -> float | tuple[float, ...]:
     the list is strictly increasing (so distinct; one order, so one config per set of rates).
     """
     items = [s.strip() for s in str(text).split(",")]
-    try:
-        rates = tuple(float(s) for s in items)
-    except ValueError:
-        rates = ()
-    if not rates or not _valid_rates(rates):
-        raise ConfigError(f"--learning_rate={text!r}: {LEARNING_RATES_RULE}")
+    if not all(is_number_text(s) for s in items):
+        misspelt = [s for s in items if looks_numeric(s) and not is_number_text(s) and not s.strip("+-").isalpha()]
+        why = f"; {NUMBER_RULE}" if misspelt else ""  # 1_000 or ١: Python reads them, this rule does not
+        raise ConfigError(f"--learning_rate={text!r}: {LEARNING_RATES_RULE}{why}")
+    rates = tuple(float(s) for s in items)
+    _check_rates(rates, repr(text))
     return rates[0] if len(rates) == 1 else rates
 
 
-def _valid_rates(rates: tuple[Any, ...]) -> bool:
+def _check_rates(rates: tuple[Any, ...], shown: str) -> None:
+    """ConfigError unless every rate is a positive normal float32 number and the list strictly increases, also
+    once cast to float32 (where 1e-3 and 0.0010000000000000002 are one rate: two identical members)."""
     numbers = all(isinstance(r, int | float) and not isinstance(r, bool) and math.isfinite(r) and r > 0 for r in rates)
-    return bool(rates) and numbers and all(a < b for a, b in zip(rates, rates[1:], strict=False))
+    if not rates or not numbers or not all(a < b for a, b in zip(rates, rates[1:], strict=False)):
+        raise ConfigError(f"--learning_rate={shown}: {LEARNING_RATES_RULE}")
+    if bad := [r for r in rates if not float32_positive(r)]:
+        raise ConfigError(
+            f"--learning_rate={shown}: {bad[0]!r} is {as_float32(bad[0])!r} in float32, the program's precision; "
+            f"each rate must be in {float32_range()}"
+        )
+    if same := distinct_in_float32(rates):
+        a, b = same[0]
+        raise ConfigError(
+            f"--learning_rate={shown}: {a!r} and {b!r} are the same float32 number ({as_float32(a)!r}): "
+            "the sweep would train identical members; give distinct rates"
+        )
 
 
 def _check_learning_rates(config: Config) -> None:
     rates = learning_rates(config)
-    if not _valid_rates(rates):
-        shown = ",".join(map(str, rates)) if isinstance(config.learning_rate, tuple) else repr(config.learning_rate)
-        raise ConfigError(f"--learning_rate={shown}: {LEARNING_RATES_RULE}")
+    shown = ",".join(map(str, rates)) if isinstance(config.learning_rate, tuple) else repr(config.learning_rate)
+    _check_rates(rates, shown)
     if (members := num_members(config)) > MAX_MEMBERS:
         raise ConfigError(
             f"--num_seeds={config.num_seeds} x {len(rates)} learning rates = {members} runs in one program: "
@@ -216,10 +242,13 @@ def validate(config: Config, diagnostics_batch: int | None = None) -> "Parts":
     from experiments.build import build  # it builds on this module
 
     parts = build(config)  # checks the scalar fields first
-    _check_task_declarations(config, parts.task)
+    with user_code(f"--task={config.task}: the task fails on a batch of 2"):
+        _check_task_declarations(config, parts.task)
     _check_cell_runs(config, parts.model, parts.task)
-    _check_lr_groups(config, parts.model, parts.task)
-    _check_memory(config, parts.model, parts.task, diagnostics_batch)
+    with user_code(f"--cell={config.cell}"):
+        _check_lr_groups(config, parts.model, parts.task)
+    with user_code(f"--cell={config.cell} on --task={config.task}: estimating the run's memory"):
+        _check_memory(config, parts.model, parts.task, diagnostics_batch)
     return parts
 
 
@@ -233,6 +262,7 @@ def check_fields(config: Config) -> None:
     _int_between("eval_size", config.eval_size, 1, 10**6)
     _int_between("seed", config.seed, 0, 2**31 - 1)
     _int_between("num_seeds", config.num_seeds, 1, 1024)
+    check_seeds(config.seed, config.num_seeds)
     _int_between("checkpoint_every", config.checkpoint_every, 0, 10**9)
     _int_between("diag_every", config.diag_every, 0, 10**9)
     _int_between("remat", config.remat, 0, MAX_SEQ_LEN)
@@ -245,28 +275,42 @@ def check_fields(config: Config) -> None:
     _check_learning_rates(config)
     _check_devices(config)
     _positive_float("clip_norm", config.clip_norm, allow_zero=True)
+    check_float32_positive("clip_norm", config.clip_norm, zero_allowed=True)  # 1e-46 is 0 in float32: no clipping
     _positive_float("momentum", config.momentum, allow_zero=True)
-    if config.momentum >= 1:
-        raise ConfigError(f"--momentum={config.momentum!r}: must be in [0, 1)")
+    if config.momentum >= 1 or as_float32(config.momentum) >= 1:  # 0.99999999999 is 1.0 in float32
+        raise ConfigError(f"--momentum={config.momentum!r}: must be in [0, 1), also in float32 (at most 0.99999994)")
+    if config.momentum and not float32_positive(config.momentum):
+        raise ConfigError(f"--momentum={config.momentum!r}: must be 0 or in {float32_range()}")
     if config.optimizer not in OPTIMIZERS:
         raise ConfigError(f"--optimizer={config.optimizer!r}: must be one of {', '.join(OPTIMIZERS)}")
+    _check_group_rates(config)
 
 
 def lr_multipliers(text: str) -> dict[str, float]:
-    """`name=factor,...` -> {name: factor}; ConfigError unless every factor is a finite number > 0."""
+    """`name=factor,...` -> {name: factor}; ConfigError unless every factor is a finite number > 0, written by
+    the one rule (`plugins.NUMBER_RULE`)."""
     out = {}
     for item in filter(None, (s.strip() for s in text.split(","))):
         name, sep, value = (p.strip() for p in item.partition("="))
-        try:
-            factor = float(value)
-        except ValueError:
-            factor = math.nan
+        factor = float(value) if is_number_text(value) else math.nan
         if not sep or not name.isidentifier() or not (math.isfinite(factor) and factor > 0) or name in out:
             raise ConfigError(
                 f"--lr_multipliers={text!r}: {item!r} is not name=factor (a parameter name, once, and a factor > 0)"
             )
         out[name] = factor
     return out
+
+
+def _check_group_rates(config: Config) -> None:
+    """Each --lr_multipliers group's rate, factor x learning rate, must be a positive normal float32 number for every
+    learning rate (the program computes it in float64 and casts it once: `build.member_learning_rates`)."""
+    for name, factor in lr_multipliers(config.lr_multipliers).items():
+        for rate in learning_rates(config):
+            if not float32_positive(factor * rate):
+                raise ConfigError(
+                    f"--lr_multipliers={config.lr_multipliers}: {name}={factor:g} x --learning_rate={rate:g} = "
+                    f"{factor * rate:g}, must be in {float32_range()}; the program computes in float32"
+                )
 
 
 def parameter_names(model: SequenceModel, task: Task) -> list[str]:
@@ -305,25 +349,89 @@ def _check_task_declarations(config: Config, task: Task) -> None:
         raise ConfigError(f"{name}: declares metric {unknown[0]!r}, but metrics() gives {', '.join(keys)}")
 
 
-def _check_cell_runs(config: Config, model: SequenceModel, task: Task) -> None:
-    """Trace (not compile) one cell step, so a broken user cell fails here, in one line; its output and
-    carry must be floating (an integer one has zero gradient: the cell would train nothing)."""
-    x = jax.ShapeDtypeStruct((1, 2, task.input_size), "float32")
+CHECK_BATCH = 3  # sequences the cell is traced on in validation: not 1, where a (1, ...) output fits any batch
 
-    def run(x: jax.Array) -> tuple[Any, Any]:
-        params = model.init(jax.random.PRNGKey(0), x)
-        model.apply(params, x)
-        return model.cell.apply({"params": params["cell"]}, model.initial_carry(x), x[:, 0])
+
+def _check_cell_runs(config: Config, model: SequenceModel, task: Task) -> None:
+    """Trace (not compile) the cell on a batch of CHECK_BATCH sequences, so a broken user cell fails here, in one
+    line: it must keep its parameters in the `params` collection, keep the batch as the leading axis of its
+    output and carry, return a carry like the one it starts from, and its output and carry must be floating
+    (an integer one has zero gradient: the cell would train nothing)."""
+    B, name = CHECK_BATCH, f"--cell={config.cell}"
+    x = jax.ShapeDtypeStruct((B, 2, task.input_size), "float32")
+
+    def step(x: jax.Array) -> tuple[Any, Any, Any]:
+        carry0 = model.initial_carry(x)
+        variables = model.cell.init(jax.random.PRNGKey(0), carry0, x[:, 0])
+        if "params" not in variables:
+            return carry0, None, tuple(variables)
+        carry, y = model.cell.apply({"params": variables["params"]}, carry0, x[:, 0])
+        return carry0, (carry, y), None
 
     try:
-        carry, y = jax.eval_shape(run, x)
+        carry0, out, collections = jax.eval_shape(step, x)
     except Exception as e:  # noqa: BLE001 - any failure of a user's cell becomes one line
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"--cell={config.cell}: the cell fails on a (1, {task.input_size}) input: {first}") from None
-    leaves = [("output", leaf, jnp.floating) for leaf in jax.tree.leaves(y)]  # real: the readout and loss are
+        raise ConfigError(f"{name}: the cell fails on a ({B}, {task.input_size}) input: {_first_line(e)}") from None
+    except SystemExit as e:
+        raise ConfigError(
+            f"{name}: the cell fails on a ({B}, {task.input_size}) input: {describe_exception(e)}"
+        ) from None
+    if out is None:
+        found = f"its variables hold {', '.join(collections)}" if collections else "it has no variables"
+        raise ConfigError(
+            f"{name}: the cell has no `params` collection ({found}); declare its parameters with self.param or "
+            "submodules (the optimizer trains `params`)"
+        )
+    carry, y = out
+    if not isinstance(y, jax.ShapeDtypeStruct):
+        raise ConfigError(f"{name}: its output is a {type(y).__name__}; it must be one array of shape ({B}, ...)")
+    if y.shape[:1] != (B,):
+        raise ConfigError(
+            f"{name}: its output has shape {y.shape} on a batch of {B}; it must be ({B}, ...) (batch first)"
+        )
+    for path, leaf0 in jax.tree_util.tree_leaves_with_path(carry0):
+        if leaf0.shape[:1] != (B,):
+            where = jax.tree_util.keystr(path) or ""
+            raise ConfigError(
+                f"{name}: initialize_carry gives carry{where} of shape {leaf0.shape} for a batch of {B}; it must be "
+                f"({B}, ...) (batch first)"
+            )
+    if jax.tree.structure(carry) != jax.tree.structure(carry0) or any(
+        (a.shape, a.dtype) != (b.shape, b.dtype)
+        for a, b in zip(jax.tree.leaves(carry), jax.tree.leaves(carry0), strict=True)
+    ):
+        got = jax.tree.map(lambda a: a.shape, carry)
+        want = jax.tree.map(lambda a: a.shape, carry0)
+        raise ConfigError(
+            f"{name}: one step returns a carry {got} unlike its initial carry {want} (shapes and dtypes must match "
+            "for lax.scan)"
+        )
+    leaves = [("output", y, jnp.floating)]  # real: the readout and loss are
     leaves += [("carry", leaf, jnp.inexact) for leaf in jax.tree.leaves(carry)]  # complex carries are fine
     if bad := [f"its {what} is {leaf.dtype}" for what, leaf, kind in leaves if not jnp.issubdtype(leaf.dtype, kind)]:
-        raise ConfigError(f"--cell={config.cell}: {bad[0]}; it must be floating (no gradient flows through integers)")
+        raise ConfigError(f"{name}: {bad[0]}; it must be floating (no gradient flows through integers)")
+
+    def whole(x: jax.Array) -> jax.Array:
+        return model.apply(model.init(jax.random.PRNGKey(0), x), x)
+
+    with user_code(f"{name}: the model fails on a ({B}, 2, {task.input_size}) batch"):
+        jax.eval_shape(whole, x)
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+@contextlib.contextmanager
+def user_code(what: str) -> Iterator[None]:
+    """Any exception (but a ConfigError) or SystemExit raised inside, by a user's cell or task, becomes one
+    ConfigError line `<what>: <what it raised>`."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except (Exception, SystemExit) as e:  # noqa: BLE001
+        raise ConfigError(f"{what}: {describe_exception(e)}") from None
 
 
 PROBE_BYTES = 16 * 1024  # written (and synced) by the write probe
