@@ -360,16 +360,19 @@ def _check_cell_runs(config: Config, model: SequenceModel, task: Task) -> None:
     B, name = CHECK_BATCH, f"--cell={config.cell}"
     x = jax.ShapeDtypeStruct((B, 2, task.input_size), "float32")
 
-    def step(x: jax.Array) -> tuple[Any, Any, Any]:
+    collections: list[str] = []  # of the cell's variables, seen while tracing
+
+    def step(x: jax.Array) -> tuple[Any, Any]:
         carry0 = model.initial_carry(x)
         variables = model.cell.init(jax.random.PRNGKey(0), carry0, x[:, 0])
+        collections.extend(variables)
         if "params" not in variables:
-            return carry0, None, tuple(variables)
+            return carry0, None
         carry, y = model.cell.apply({"params": variables["params"]}, carry0, x[:, 0])
-        return carry0, (carry, y), None
+        return carry0, (carry, y)
 
     try:
-        carry0, out, collections = jax.eval_shape(step, x)
+        carry0, out = jax.eval_shape(step, x)
     except Exception as e:  # noqa: BLE001 - any failure of a user's cell becomes one line
         raise ConfigError(f"{name}: the cell fails on a ({B}, {task.input_size}) input: {_first_line(e)}") from None
     except SystemExit as e:
