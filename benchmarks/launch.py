@@ -299,14 +299,17 @@ def slurm_available() -> bool:
     return shutil.which("sbatch") is not None and shutil.which("srun") is not None
 
 
-def slurm_executor(folder: Path, options: SlurmOptions, job_name: str) -> Any:
+def slurm_executor(
+    folder: Path, options: SlurmOptions, job_name: str, root: Path | None = None, python: str | None = None
+) -> Any:
     """submitit's SlurmExecutor for one table's jobs: partition, GPUs, time, array parallelism, the extra
-    sbatch options, and setup lines that make the repo importable and set the GPU memory policy."""
+    sbatch options, and setup lines that make the repo importable (`root`, default this repository) and set
+    the GPU memory policy; jobs run `python` (default this interpreter)."""
     import submitit
 
-    root = Path(__file__).resolve().parents[1]
+    root = root or Path(__file__).resolve().parents[1]
     # every path the script names is quoted: a repository or interpreter under "My Projects/" runs as any other
-    executor = submitit.SlurmExecutor(folder=folder, python=shlex.quote(sys.executable))
+    executor = submitit.SlurmExecutor(folder=folder, python=shlex.quote(python or sys.executable))
     setup = [f"export PYTHONPATH={shlex.quote(str(root))}${{PYTHONPATH:+:$PYTHONPATH}}"]
     setup += [f"export {k}=${{{k}:-{v}}}" for k, v in memory_policy("slurm").items()]
     parameters: dict[str, Any] = {

@@ -17,7 +17,6 @@ from flax import linen as nn
 from cells import make_cell
 from experiments import conformance
 from experiments.config import Config, ConfigError, check_fields, lr_multipliers, parse_learning_rates, validate
-from experiments.validate import check_seeds, float32_positive, int_list
 from plugins import load_object, parse_options
 from tasks import make_task
 
@@ -49,6 +48,8 @@ def test_values_that_float32_turns_into_0_inf_or_duplicates_are_refused(changes,
 
 def test_rates_float32_holds_are_accepted_and_the_list_parser_checks_the_cast():
     check_fields(TINY.replace(learning_rate=(1e-30, 1e-3, 1e30), clip_norm=0.0, lr_multipliers="kernel=1e-3"))
+    from experiments.validate import float32_positive
+
     assert float32_positive(1.2e-38) and not float32_positive(1.1e-38) and not float32_positive(3.5e38)
     with pytest.raises(ConfigError, match="same float32 number"):
         parse_learning_rates("1e-3,0.0010000000000000002")
@@ -61,6 +62,8 @@ def test_seeds_past_int32_are_refused_before_anything_is_written(tmp_path):
     with pytest.raises(ConfigError, match=r"^--seed=2147483647 --num_seeds=2: the last seed, 2147483648"):
         check_fields(TINY.replace(seed=2**31 - 1, num_seeds=2))
     check_fields(TINY.replace(seed=2**31 - 2, num_seeds=2))
+    from experiments.validate import check_seeds
+
     with pytest.raises(ConfigError, match="--seed=2147483648"):
         check_seeds(2**31, 1)
 
@@ -91,6 +94,8 @@ def test_seed_and_number_flags_are_one_line_errors_in_every_entry_point(one_line
 
 
 def test_one_number_rule_in_list_flags_and_options():
+    from experiments.validate import int_list
+
     assert int_list("1,2,10", "x") == [1, 2, 10]
     for bad in ("1,01", "١", "1_0", "²", "0x10"):
         with pytest.raises(ConfigError):
