@@ -1,8 +1,8 @@
 """The rules a flag's value must keep, in one place: every entry point's parsers and `experiments.config` use them.
 
 - Numbers are written one way (`plugins.NUMBER_RULE`): ASCII digits, no `_` separators, in every flag,
-  list flag and option value (`parse_int`, `parse_float`, `int_list`; `ascii_number_parsers` makes absl's
-  own integer and float flags keep it too).
+  list flag and option value (`int_list`, `plugins.parse_options`; `ascii_number_parsers` makes absl's
+  integer and float flags keep it too).
 - A value the float32 program computes with is checked after the cast it undergoes (`float32_positive`):
   a learning rate of 1e-46 is 0 there, 1e39 is inf, and two rates 1e-3 and 0.0010000000000000002 are one.
   Positive values must be normal float32 numbers, in [1.18e-38, 3.4e38]: XLA flushes subnormals to zero.
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from plugins import NUMBER_RULE, is_number_text
+from plugins import NONFINITE_WORDS, NUMBER_RULE, is_number_text
 
 FLOAT32 = np.finfo(np.float32)
 MAX_SEED = 2**31 - 1  # seeds are int32 in the program
@@ -84,20 +84,6 @@ def check_seeds(seed: Any, num_seeds: Any, seed_flag: str = "seed", count_flag: 
         )
 
 
-def parse_int(text: str, flag: str) -> int:
-    """`text` as an integer written by the one rule (ASCII digits, an optional sign); ConfigError otherwise."""
-    if not is_number_text(text, integer=True):
-        raise ConfigError(f"--{flag}={text!r}: not an integer; {NUMBER_RULE}")
-    return int(text)
-
-
-def parse_float(text: str, flag: str) -> float:
-    """`text` as a number written by the one rule (inf and nan are refused); ConfigError otherwise."""
-    if not is_number_text(text):
-        raise ConfigError(f"--{flag}={text!r}: not a number; {NUMBER_RULE}")
-    return float(text)
-
-
 def split_list(value: str, flag: str) -> list[str]:
     """A comma-separated flag value, stripped; ConfigError on an empty list or entry, or a repeated one."""
     items = [s.strip() for s in value.split(",")]
@@ -134,7 +120,8 @@ def ascii_number_parsers(flag_values: Any) -> None:
 
     class FloatParser(flags.FloatParser):
         def convert(self, argument: Any) -> float:
-            if isinstance(argument, str) and not is_number_text(argument):
+            # inf and nan are numbers here: each flag's own range check refuses them, in its own words
+            if isinstance(argument, str) and not is_number_text(argument) and argument.lower() not in NONFINITE_WORDS:
                 raise ValueError(f"not a number; {NUMBER_RULE}")
             return super().convert(argument)
 

@@ -116,12 +116,13 @@ def parse_options(text: str) -> dict[str, Any]:
         if value.lower() in NONFINITE_WORDS:
             options[key] = float(value)
             continue
-        if looks_numeric(value) and not is_number_text(value):
-            raise ValueError(f"option {key}={value!r} is not a number as written here: {NUMBER_RULE}")
         try:
             options[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             options[key] = value
+        number = isinstance(options[key], int | float) and not isinstance(options[key], bool)
+        if (number or looks_numeric(value)) and not is_number_text(value):  # 1_000, ١, 0x10, 0o7: not this rule
+            raise ValueError(f"option {key}={value!r} is not a number as written here: {NUMBER_RULE}")
     return options
 
 

@@ -325,3 +325,102 @@ def test_speed_counts_no_held_out_set_in_its_memory_check(tmp_path):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip() == "accepted", proc.stderr[-2000:]
+
+
+# ---------------------------------------------------------------- more adversarial inputs to the same rules
+
+
+@pytest.mark.parametrize(
+    "options",
+    ["x=0x10", "x=0o17", "x=0b11", "x=1_0.5", "x=１", "x=٣.5", "x=1e1_0"],  # Python reads each as a number
+)
+def test_option_numbers_python_reads_but_the_rule_refuses(options):
+    with pytest.raises(ValueError, match="not a number as written here"):
+        parse_options(options)
+
+
+@pytest.mark.parametrize("options", ["forget_bias=-Infinity", "forget_bias=NaN", "forget_bias=1e309"])
+def test_every_spelling_of_a_non_finite_option_is_refused(options):
+    with pytest.raises(ValueError, match="must be finite"):
+        make_cell("lstm", 4, options)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"learning_rate": 1e-39},  # subnormal, not 0: XLA flushes it
+        {"learning_rate": (1e-3, 1e-3 + 1e-12)},  # distinct in float64 only
+        {"learning_rate": (1e-30, 1e38, 3.5e38)},  # the last overflows
+        {"optimizer": "sgd", "momentum": 1 - 2**-26},  # rounds to 1.0
+        {"optimizer": "sgd", "momentum": 1e-46},  # 0 in float32, but not 0
+        {"lr_multipliers": "kernel=1e28", "learning_rate": (1e-3, 1e11)},  # only the second rate overflows
+        {"seed": 2**31 - 1024, "num_seeds": 1025},
+    ],
+)
+def test_more_values_the_program_cannot_hold(changes):
+    with pytest.raises(ConfigError):
+        check_fields(TINY.replace(**changes))
+
+
+def test_a_module_whose_attribute_lookup_raises_is_one_value_error(tmp_path, monkeypatch):
+    (tmp_path / "rv_lazy.py").write_text("def __getattr__(name):\n    raise RuntimeError('lazy import failed')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValueError, match=r"module 'rv_lazy' \(from 'rv_lazy:Cell'\): RuntimeError: lazy import failed"):
+        load_object("rv_lazy:Cell")
+
+
+class CarryWithoutBatchCell(nn.Module):
+    """initialize_carry forgets the batch axis: (H,) where (B, H) is needed."""
+
+    hidden_size: int
+
+    @nn.compact
+    def __call__(self, carry: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        h = jnp.tanh(nn.Dense(self.hidden_size)(x) + carry)
+        return h, h
+
+    def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> jax.Array:
+        return jnp.zeros((self.hidden_size,))
+
+
+class TupleOutputCell(nn.Module):
+    hidden_size: int
+
+    @nn.compact
+    def __call__(self, carry: jax.Array, x: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+        h = jnp.tanh(nn.Dense(self.hidden_size)(jnp.concatenate([carry, x], -1)))
+        return h, (h, h)
+
+    def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> jax.Array:
+        return jnp.zeros(input_shape[:1] + (self.hidden_size,))
+
+
+@pytest.mark.parametrize(
+    "cell, message",
+    [
+        ("CarryWithoutBatchCell", r"initialize_carry gives carry of shape \(4,\) for a batch of 3"),
+        ("TupleOutputCell", r"its output is a tuple; it must be one array of shape \(3, \.\.\.\)"),
+    ],
+)
+def test_cells_that_break_the_batch_contract_are_named(cell, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(TINY.replace(cell=f"tests.test_reliability_values:{cell}"))
+
+
+def test_a_task_whose_sample_exits_is_one_config_error(tmp_path, monkeypatch):
+    (tmp_path / "rv_task.py").write_text(
+        textwrap.dedent("""\
+            import dataclasses, sys
+            from tasks.adding import Adding
+
+            @dataclasses.dataclass(frozen=True)
+            class Task(Adding):
+                def sample(self, key, batch_size):
+                    sys.exit(3)
+            """)
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(
+        ConfigError, match=r"^--task=rv_task:Task: the task fails on a batch of 2: it called sys.exit\(3\)"
+    ):
+        validate(TINY.replace(task="rv_task:Task"))
