@@ -91,6 +91,8 @@ FLAX_CELLS = {"rnn": ("SimpleCell",), "lstm": ("OptimizedLSTMCell", "LSTMCell"),
 TORCH_CELLS = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
 PADDING = 2 * NUM_RECALL  # copy sequences are seq_len + 20 steps long
 SECTIONS = ("speed", "seeds")
+# a timed step evaluates nothing: no held-out set is built, and validation counts none (`Config.eval_size` >= 1)
+TIMED_EVAL_SIZE = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +105,7 @@ class Setting:
 
     @classmethod
     def parse(cls, text: str, flag: str = "settings", min_length: int = PADDING + 2) -> "Setting":
-        match = re.fullmatch(r"\s*(\d+)x(\d+)x(\d+)\s*", text)
+        match = re.fullmatch(r"\s*([0-9]{1,9})x([0-9]{1,9})x([0-9]{1,9})\s*", text)  # ASCII digits (validate)
         if not match:
             raise ConfigError(f"--{flag}: {text!r} is not BxTxH (e.g. 128x120x128)")
         setting = cls(*map(int, match.groups()))
@@ -121,6 +123,7 @@ class Setting:
             seq_len=self.length - PADDING,
             hidden_size=self.hidden_size,
             batch_size=self.batch_size,
+            eval_size=TIMED_EVAL_SIZE,
         )
 
     def train_flops(self, cell: str) -> float:
@@ -234,7 +237,7 @@ def parse_variant(name: str) -> dict[str, Any]:
     """`step`, `sequence`, `unrollK` or a `+`-joined combination (`sequence+unroll16`) -> Config changes."""
     changes: dict[str, Any] = {}
     for part in name.split("+"):
-        match = re.fullmatch(r"unroll(\d+)", part)
+        match = re.fullmatch(r"unroll([0-9]{1,4})", part)
         if part in VARIANT_PATHS and "sequence_path" not in changes:
             changes["sequence_path"] = part
         elif match and 1 <= int(match.group(1)) <= 1024 and "unroll" not in changes:
@@ -469,6 +472,12 @@ class SeedsGroup:
     spread: dict[str, float]
 
 
+def seeds_config(cell: str, setting: Setting) -> Config:
+    """The seeds table's config of `cell`: experiments.compare's defaults at `setting`'s sizes, evaluating nothing."""
+    sizes = dict(batch_size=setting.batch_size, seq_len=setting.length, hidden_size=setting.hidden_size)
+    return MAIN_JOB.replace(cell=cell, eval_size=TIMED_EVAL_SIZE, **sizes)
+
+
 def benchmark_seeds(
     options: Options, log: Callable[[str], None] = lambda s: None, torch: Any = None
 ) -> list[SeedsGroup]:
@@ -478,8 +487,7 @@ def benchmark_seeds(
     s = options.seeds_setting
     groups = []
     for cell in options.seeds_cells or options.cells:
-        config = MAIN_JOB.replace(cell=cell, batch_size=s.batch_size, seq_len=s.length, hidden_size=s.hidden_size)
-        config = config.replace(matmul_precision=options.matmul_precision)
+        config = seeds_config(cell, s).replace(matmul_precision=options.matmul_precision)
         programs = train_programs(Experiment(config, validate(config)))  # shared: compiled once per seed count
         variants = {v: train_programs(variant_experiment(config, v)) for v in options.variants}
         for num_seeds in options.seed_counts:
@@ -651,6 +659,7 @@ def options_from_flags() -> Options:
     changes["torch_threads"] = FLAGS.torch_threads
     if FLAGS.settings is not None:
         changes["settings"] = tuple(Setting.parse(s) for s in list_flag(FLAGS.settings, "settings"))
+        _refuse_repeats("settings", FLAGS.settings, changes["settings"])
     for name, allowed in (("cells", tuple(CELL_REGISTRY.names())), ("sections", SECTIONS)):
         if (value := getattr(FLAGS, name)) is not None:
             changes[name] = tuple(list_flag(value, name))
@@ -665,8 +674,8 @@ def options_from_flags() -> Options:
         changes["seed_counts"] = tuple(int_list_flag(FLAGS.seed_counts, "seed_counts", 1, 1024))  # ASCII: not ²
     if FLAGS.variants:
         changes["variants"] = tuple(list_flag(FLAGS.variants, "variants"))
-        for v in changes["variants"]:
-            parse_variant(v)
+        parsed = [tuple(sorted(parse_variant(v).items())) for v in changes["variants"]]
+        _refuse_repeats("variants", FLAGS.variants, parsed, changes["variants"])
     for name in ("rounds", "warmup"):
         if (value := getattr(FLAGS, name)) is not None:
             if value < 1:
@@ -685,6 +694,15 @@ def options_from_flags() -> Options:
     return options
 
 
+def _refuse_repeats(flag: str, text: str, parsed: Any, shown: Any = None) -> None:
+    """ConfigError when two entries of a list flag mean the same (`4x24x8` and `04x24x8`): the same row twice."""
+    shown = list(shown or parsed)
+    for i, value in enumerate(parsed):
+        if value in parsed[:i]:
+            first = shown[list(parsed).index(value)]
+            raise ConfigError(f"--{flag}={text!r}: {shown[i]} repeats {first}; give each once")
+
+
 def check_options(options: Options) -> None:
     """Validate the config of every group before timing any; an error names the flag that set it."""
     checks = []
@@ -694,9 +712,8 @@ def check_options(options: Options) -> None:
             checks += [(flag, s, s.config(c).replace(num_seeds=options.num_seeds)) for c in options.cells]
     if "seeds" in options.sections:
         s, flag = options.seeds_setting, "seeds_setting" if FLAGS["seeds_setting"].present else "preset"
-        sizes = dict(batch_size=s.batch_size, seq_len=s.length, hidden_size=s.hidden_size)
         n = max(options.seed_counts)
-        checks += [(flag, s, MAIN_JOB.replace(cell=c, num_seeds=n, **sizes)) for c in options.cells]
+        checks += [(flag, s, seeds_config(c, s).replace(num_seeds=n)) for c in options.seeds_cells or options.cells]
     for flag, setting, config in checks:
         try:
             validate(config)

@@ -82,7 +82,15 @@ def sweep_from_flags(preset: str, table: str, task: str | None) -> Sweep:
     return sweep.replace(grid=grid)
 
 
-def main(argv: list[str]) -> None:
+def main(argv: list[str]) -> int | None:
+    try:
+        return _main()
+    except launch.SchedulerError as e:  # sbatch or squeue failed or hung: its own words, one line, exit 1
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+def _main() -> int | None:
     F = flags.FLAGS
     if F.preset not in PRESETS:
         raise ConfigError(f"--preset={F.preset!r}: must be one of {', '.join(PRESETS)}")
@@ -143,7 +151,7 @@ def load_points(table: str, configs: dict[PointKey, Config], results_dir: Path) 
     """Every point as it is on disk: a finished one (or one a signal stopped, with its results) is loaded, any
     other is {"busy": what it is doing} (running, queued, failed, interrupted, not started): the table marks it."""
     points = {}
-    statuses = launch.status_points(table, configs, results_dir)
+    statuses = launch.status_points(table, configs, results_dir, _slurm_timeout())
     for key in configs:
         workdir = point_dir(results_dir / table, key)
         status = statuses[key]
@@ -169,7 +177,7 @@ def print_plan(table: str, configs: dict[PointKey, Config], results_dir: Path) -
 
 def print_status(table: str, configs: dict[PointKey, Config], results_dir: Path) -> None:
     """`--status`: one line per grid point, then the count of each state. Reads files only."""
-    statuses = launch.status_points(table, configs, results_dir)
+    statuses = launch.status_points(table, configs, results_dir, _slurm_timeout())
     width = max(len(key.dirname) for key in configs)
     print(f"{table}: {len(configs)} grid points under {results_dir / table}")
     for key, status in statuses.items():
@@ -184,8 +192,9 @@ def submit_to_slurm(table: str, configs: dict[PointKey, Config], results_dir: Pa
     """Submit the points that are neither finished nor running as one job array, print the job ids and how to
     watch them; returns the points to render when at least one has finished, else None."""
     F = flags.FLAGS
-    statuses = launch.status_points(table, configs, results_dir)
-    todo = {k: c for k, c in configs.items() if statuses[k].state not in ("finished", "running", "queued")}
+    statuses = launch.status_points(table, configs, results_dir, _slurm_timeout())
+    # "unknown": squeue did not say whether its job is still queued; submitting it again could train it twice
+    todo = {k: c for k, c in configs.items() if statuses[k].state not in ("finished", "running", "queued", "unknown")}
     watch = "python -m benchmarks.tables " + " ".join(
         shlex.quote(a) for a in sys.argv[1:] if not a.startswith(("--launcher", "--slurm_"))
     )
@@ -193,7 +202,7 @@ def submit_to_slurm(table: str, configs: dict[PointKey, Config], results_dir: Pa
         options = launch.SlurmOptions(
             partition=F.slurm_partition, gpus_per_job=F.slurm_gpus_per_job if F.slurm_gpus_per_job is not None else 1,
             time_min=F.slurm_time or 120, array_parallelism=F.slurm_array_parallelism or 256,
-            additional=launch.parse_additional(F.slurm_additional),
+            additional=launch.parse_additional(F.slurm_additional), timeout_s=_slurm_timeout(),
         )  # fmt: skip
         ids = launch.submit_slurm(table, todo, results_dir, options)
         array = next(iter(ids.values())).split("_")[0]
@@ -204,13 +213,24 @@ def submit_to_slurm(table: str, configs: dict[PointKey, Config], results_dir: Pa
         logs = results_dir.absolute() / table / launch.JOBS_FOLDER
         print(f"watch: {watch} --status\nlogs: {logs}/<job id>_0_log.out (and .err)")
         print("rerun this command to resubmit what did not finish and to render the table from the finished points")
-    count = {state: sum(s.state == state for s in statuses.values()) for state in ("finished", "running", "queued")}
+    states = ("finished", "running", "queued", "unknown")
+    count = {state: sum(s.state == state for s in statuses.values()) for state in states}
     print(f"{count['finished']} of {len(configs)} grid points finished, {count['running']} running, "
           f"{count['queued']} queued, {len(todo)} submitted now")  # fmt: skip
+    if count["unknown"]:
+        unknown = next(s.line for s in statuses.values() if s.state == "unknown")
+        print(f"{count['unknown']} grid points not submitted: their Slurm queue state is unknown ({unknown}); "
+              "rerun when squeue answers", file=sys.stderr)  # fmt: skip
     finished = count["finished"]
     if not finished:
         return None
     return load_points(table, configs, results_dir)
+
+
+def _slurm_timeout() -> float:
+    """--slurm_timeout, or its default: the longest one sbatch or squeue call may take."""
+    value = flags.FLAGS.slurm_timeout if "slurm_timeout" in flags.FLAGS else None
+    return launch.SCHEDULER_TIMEOUT_S if value is None else value
 
 
 DEFAULT_WORKERS = 2
@@ -228,6 +248,10 @@ def check_launcher_flags() -> str:
     for launcher, names in LAUNCHER_FLAGS.items():
         if F.launcher != launcher and (given := [n for n in names if F[n].present]):
             raise ConfigError(f"--{given[0]}: applies to --launcher={launcher} only (this is --launcher={F.launcher})")
+    if F["slurm_timeout"].present and F.launcher != "slurm" and not (F.status or F.render_only):
+        raise ConfigError("--slurm_timeout: applies to --launcher=slurm, --status and --render_only (they call squeue)")
+    if F.slurm_timeout is not None and not 0 < F.slurm_timeout <= 3600:  # also refuses nan
+        raise ConfigError(f"--slurm_timeout={F.slurm_timeout}: must be a number of seconds in (0, 3600]")
     bounds = {"workers": (1, 1024), "slurm_gpus_per_job": (0, 64), "slurm_time": (1, 60 * 24 * 365),
               "slurm_array_parallelism": (1, 100_000)}  # fmt: skip
     for name, (low, high) in bounds.items():
@@ -292,6 +316,12 @@ def define_flags() -> None:
         None,
         "--launcher=slurm: other sbatch options, key=value,... "
         "(e.g. account=lab,qos=high,mem=32G,cpus-per-task=8,constraint=a100).",
+    )
+    flags.DEFINE_float(
+        "slurm_timeout",
+        None,
+        f"--launcher=slurm, --status: seconds any one sbatch or squeue call may take (default "
+        f"{launch.SCHEDULER_TIMEOUT_S}); past it, sbatch is an error and squeue's answer unknown.",
     )
     flags.DEFINE_bool(
         "render_only",

@@ -20,7 +20,7 @@ from cells.lstm import LSTMCell
 from cells.minrnn import MinGRUCell, MinLSTMCell
 from cells.rnn import RNNCell
 from cells.stack import StackedCell
-from plugins import Registry, constructor_fields, parse_options
+from plugins import Registry, check_finite_options, constructor_fields, describe_exception, parse_options
 
 CELLS = Registry("cell")
 CELLS.register("rnn", RNNCell)
@@ -69,10 +69,13 @@ def make_cell(spec: str, hidden_size: int, options: str | dict[str, Any] = "", n
     if unknown:
         allowed = ", ".join(f for f in fields if f != width) or "none"
         raise ValueError(f"cell {spec!r} has no option {', '.join(unknown)}; its options: {allowed}")
+    check_finite_options("cell", spec, cls, options)
     try:
         return factory(**{width: hidden_size}, **options)
     except (TypeError, ValueError) as e:
         raise ValueError(f"cell {spec!r} rejected options {options}: {e}") from None
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - a user's cell may fail in any way, even sys.exit()
+        raise ValueError(f"cell {spec!r} failed to build: {describe_exception(e)}") from None
 
 
 def _is_per_layer(value: Any) -> bool:

@@ -1,10 +1,12 @@
 """Experiment configuration as code: one frozen dataclass, validated before anything compiles."""
 
+import contextlib
 import dataclasses
 import errno
 import math
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,16 @@ import jax.numpy as jnp
 
 from experiments import policy
 from experiments.model import SequenceModel
+from experiments.validate import (
+    ConfigError,
+    as_float32,
+    check_float32_positive,
+    check_seeds,
+    distinct_in_float32,
+    float32_positive,
+    float32_range,
+)
+from plugins import NUMBER_RULE, describe_exception, is_number_text, looks_numeric
 from tasks import Task
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
@@ -100,10 +112,6 @@ class Config:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-class ConfigError(ValueError):
-    """A bad flag or config field; the message is one line naming it and the allowed values."""
-
-
 def _int_between(name: str, value: Any, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ConfigError(f"--{name}={value!r}: must be an integer in [{low}, {high}]")
@@ -121,6 +129,11 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
         raise ConfigError(f"--{name}={value!r}: must be one of {', '.join(allowed)}")
 
 
+# fields that only act in training: a measurement at initialisation (experiments.gradients --cells) has no use for them
+TRAINING_FIELDS = (
+    "batch_size", "steps", "optimizer", "learning_rate", "momentum", "clip_norm", "eval_every", "eval_size",
+    "checkpoint_every", "diag_every", "lr_multipliers", "tensorboard",
+)  # fmt: skip
 LEARNING_RATES_RULE = "must be a finite number > 0, or a comma-separated list of them in increasing order (a sweep)"
 MAX_MEMBERS = 1024  # seeds x learning rates trained in one program
 
@@ -138,25 +151,38 @@ def parse_learning_rates(text: str) -> float | tuple[float, ...]:
     the list is strictly increasing (so distinct; one order, so one config per set of rates).
     """
     items = [s.strip() for s in str(text).split(",")]
-    try:
-        rates = tuple(float(s) for s in items)
-    except ValueError:
-        rates = ()
-    if not rates or not _valid_rates(rates):
-        raise ConfigError(f"--learning_rate={text!r}: {LEARNING_RATES_RULE}")
+    if not all(is_number_text(s) for s in items):
+        misspelt = [s for s in items if looks_numeric(s) and not is_number_text(s) and not s.strip("+-").isalpha()]
+        why = f"; {NUMBER_RULE}" if misspelt else ""  # 1_000 or ١: Python reads them, this rule does not
+        raise ConfigError(f"--learning_rate={text!r}: {LEARNING_RATES_RULE}{why}")
+    rates = tuple(float(s) for s in items)
+    _check_rates(rates, repr(text))
     return rates[0] if len(rates) == 1 else rates
 
 
-def _valid_rates(rates: tuple[Any, ...]) -> bool:
+def _check_rates(rates: tuple[Any, ...], shown: str) -> None:
+    """ConfigError unless every rate is a positive normal float32 number and the list strictly increases, also
+    once cast to float32 (where 1e-3 and 0.0010000000000000002 are one rate: two identical members)."""
     numbers = all(isinstance(r, int | float) and not isinstance(r, bool) and math.isfinite(r) and r > 0 for r in rates)
-    return bool(rates) and numbers and all(a < b for a, b in zip(rates, rates[1:], strict=False))
+    if not rates or not numbers or not all(a < b for a, b in zip(rates, rates[1:], strict=False)):
+        raise ConfigError(f"--learning_rate={shown}: {LEARNING_RATES_RULE}")
+    if bad := [r for r in rates if not float32_positive(r)]:
+        raise ConfigError(
+            f"--learning_rate={shown}: {bad[0]!r} is {as_float32(bad[0])!r} in float32, the program's precision; "
+            f"each rate must be in {float32_range()}"
+        )
+    if same := distinct_in_float32(rates):
+        a, b = same[0]
+        raise ConfigError(
+            f"--learning_rate={shown}: {a!r} and {b!r} are the same float32 number ({as_float32(a)!r}): "
+            "the sweep would train identical members; give distinct rates"
+        )
 
 
 def _check_learning_rates(config: Config) -> None:
     rates = learning_rates(config)
-    if not _valid_rates(rates):
-        shown = ",".join(map(str, rates)) if isinstance(config.learning_rate, tuple) else repr(config.learning_rate)
-        raise ConfigError(f"--learning_rate={shown}: {LEARNING_RATES_RULE}")
+    shown = ",".join(map(str, rates)) if isinstance(config.learning_rate, tuple) else repr(config.learning_rate)
+    _check_rates(rates, shown)
     if (members := num_members(config)) > MAX_MEMBERS:
         raise ConfigError(
             f"--num_seeds={config.num_seeds} x {len(rates)} learning rates = {members} runs in one program: "
@@ -216,6 +242,7 @@ def check_fields(config: Config) -> None:
     _int_between("eval_size", config.eval_size, 1, 10**6)
     _int_between("seed", config.seed, 0, 2**31 - 1)
     _int_between("num_seeds", config.num_seeds, 1, 1024)
+    check_seeds(config.seed, config.num_seeds)
     _int_between("checkpoint_every", config.checkpoint_every, 0, 10**9)
     _int_between("diag_every", config.diag_every, 0, 10**9)
     _int_between("remat", config.remat, 0, MAX_SEQ_LEN)
@@ -228,31 +255,61 @@ def check_fields(config: Config) -> None:
     _check_learning_rates(config)
     _check_devices(config)
     _positive_float("clip_norm", config.clip_norm, allow_zero=True)
-    _positive_float("clip_value", config.clip_value, allow_zero=True)
+    check_float32_positive("clip_norm", config.clip_norm, zero_allowed=True)  # 1e-46 is 0 in float32: no clipping
+    check_float32_positive("clip_value", config.clip_value, zero_allowed=True)
     _positive_float("momentum", config.momentum, allow_zero=True)
-    if not 0 < config.rmsprop_decay < 1:
-        raise ConfigError(f"--rmsprop_decay={config.rmsprop_decay!r}: must be in (0, 1)")
-    if config.momentum >= 1:
-        raise ConfigError(f"--momentum={config.momentum!r}: must be in [0, 1)")
+    if not 0 < config.rmsprop_decay < 1 or as_float32(config.rmsprop_decay) >= 1:
+        raise ConfigError(f"--rmsprop_decay={config.rmsprop_decay!r}: must be in (0, 1), also in float32")
+    if config.momentum >= 1 or as_float32(config.momentum) >= 1:  # 0.99999999999 is 1.0 in float32
+        raise ConfigError(f"--momentum={config.momentum!r}: must be in [0, 1), also in float32 (at most 0.99999994)")
+    if config.momentum and not float32_positive(config.momentum):
+        raise ConfigError(f"--momentum={config.momentum!r}: must be 0 or in {float32_range()}")
     if config.optimizer not in OPTIMIZERS:
         raise ConfigError(f"--optimizer={config.optimizer!r}: must be one of {', '.join(OPTIMIZERS)}")
+    _check_group_rates(config)
 
 
 def lr_multipliers(text: str) -> dict[str, float]:
-    """`name=factor,...` -> {name: factor}; ConfigError unless every factor is a finite number > 0."""
+    """`name=factor,...` -> {name: factor}; ConfigError unless every factor is a finite number > 0, written by
+    the one rule (`plugins.NUMBER_RULE`)."""
     out = {}
     for item in filter(None, (s.strip() for s in text.split(","))):
         name, sep, value = (p.strip() for p in item.partition("="))
-        try:
-            factor = float(value)
-        except ValueError:
-            factor = math.nan
+        factor = float(value) if is_number_text(value) else math.nan
         if not sep or not name.isidentifier() or not (math.isfinite(factor) and factor > 0) or name in out:
             raise ConfigError(
                 f"--lr_multipliers={text!r}: {item!r} is not name=factor (a parameter name, once, and a factor > 0)"
             )
         out[name] = factor
     return out
+
+
+def _check_group_rates(config: Config) -> None:
+    """Each --lr_multipliers group's rate, factor x learning rate, must be a positive normal float32 number for every
+    learning rate (the program computes it in float64 and casts it once: `build.member_learning_rates`)."""
+    for name, factor in lr_multipliers(config.lr_multipliers).items():
+        for rate in learning_rates(config):
+            if not float32_positive(factor * rate):
+                raise ConfigError(
+                    f"--lr_multipliers={config.lr_multipliers}: {name}={factor:g} x --learning_rate={rate:g} = "
+                    f"{factor * rate:g}, must be in {float32_range()}; the program computes in float32"
+                )
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+@contextlib.contextmanager
+def user_code(what: str) -> Iterator[None]:
+    """Any exception (but a ConfigError) or SystemExit raised inside, by a user's cell or task, becomes one
+    ConfigError line `<what>: <what it raised>`."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except (Exception, SystemExit) as e:  # noqa: BLE001
+        raise ConfigError(f"{what}: {describe_exception(e)}") from None
 
 
 PROBE_BYTES = 16 * 1024  # written (and synced) by the write probe

@@ -33,6 +33,7 @@ Checks (each one catches its own exceptions and reports them as a one-line failu
 """
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -47,6 +48,8 @@ from experiments.model import SequenceModel
 
 RTOL, ATOL = 1e-5, 1e-6
 GRAD_RTOL, GRAD_ATOL = 1e-4, 1e-5  # gradients of two float32 programs: summation orders differ over T steps
+# the problem RTOL .. GRAD_ATOL hold for: the default sizes, hidden_size + input_size = 8 + 3, seq_len 5
+REFERENCE_FAN_IN, REFERENCE_LENGTH = 11, 5
 # (low, high) of the sizes the checks run at: small inputs are the point, and a huge width would only hang
 SIZE_BOUNDS = {"hidden_size": (1, 4096), "input_size": (1, 4096), "batch": (1, 1024), "seq_len": (2, 1000)}
 MAX_ELEMENTS = 2**24  # batch x seq_len x (hidden_size + input_size): the gradient check keeps every step
@@ -70,6 +73,8 @@ class CheckError(Exception):
 
 
 def _one_line(e: BaseException) -> str:
+    if isinstance(e, SystemExit):
+        return f"the cell called sys.exit({e.code!r})"
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0] if text else ''}".rstrip(": ")
 
@@ -107,11 +112,41 @@ def _shapes(tree: Any) -> Any:
     return jax.tree.map(lambda a: (tuple(np.shape(a)), str(jnp.result_type(a))), tree)
 
 
+@dataclasses.dataclass(frozen=True)
+class Tolerances:
+    """(rtol, atol) of the comparisons between two float32 programs: `step` (one step: jit, vmap), `sequence`
+    (T steps: scan, the sequence path's outputs and carry) and `gradients` (the sequence path's gradients)."""
+
+    step: tuple[float, float]
+    sequence: tuple[float, float]
+    gradients: tuple[float, float]
+
+
+def tolerances(hidden_size: int, input_size: int, seq_len: int) -> Tolerances:
+    """The tolerances for a cell of width `hidden_size` on `input_size` inputs over `seq_len` steps.
+
+    Two float32 programs that compute the same dot product of length n in different orders differ by at
+    most 2 gamma_n sum_i |a_i b_i|, gamma_n = n u / (1 - n u), u = 2^-24: a bound linear in n, the fan-in
+    of a step (n = hidden_size + input_size for the built-in cells). Over T steps each step adds its own
+    rounding; a cell that does not amplify its carry keeps the sum growing like sqrt(T) (independent
+    roundings). RTOL .. GRAD_ATOL hold at the default sizes (n = 11, T = 5); larger problems scale them
+    by n / 11 (every comparison) and sqrt(T / 5) (the comparisons over T steps), never below.
+    """
+    width = max(1.0, (hidden_size + input_size) / REFERENCE_FAN_IN)
+    length = width * max(1.0, math.sqrt(seq_len / REFERENCE_LENGTH))
+    return Tolerances(
+        step=(RTOL * width, ATOL * width),
+        sequence=(RTOL * length, ATOL * length),
+        gradients=(GRAD_RTOL * length, GRAD_ATOL * length),
+    )
+
+
 class _Harness:
     """Builds the cell, inputs, carry and params once; checks share them (and their compilations)."""
 
-    def __init__(self, cell: nn.Module, input_size: int, batch: int, seq_len: int):
+    def __init__(self, cell: nn.Module, input_size: int, batch: int, seq_len: int, hidden_size: int = 8):
         self.cell, self.B, self.I, self.T = cell, batch, input_size, seq_len
+        self.tol = tolerances(hidden_size, input_size, seq_len)
         self.inputs = jax.random.normal(jax.random.PRNGKey(1), (batch, seq_len, input_size))
         self.x0, self.x1 = self.inputs[:, 0], self.inputs[:, 1 % seq_len]
         self.param_key = jax.random.PRNGKey(2)
@@ -192,8 +227,9 @@ def check_dtypes(h: _Harness) -> str:
 def check_jit(h: _Harness) -> str:
     carry1, _ = h.step0()
     apply = jax.jit(lambda p, c, x: h.cell.apply({"params": p}, c, x))
-    _compare("jit", apply(h.params(), carry1, h.x1), h.step(carry1, h.x1))
-    return f"jit == eager (rtol {RTOL:g}, atol {ATOL:g})"
+    rtol, atol = h.tol.step
+    _compare("jit", apply(h.params(), carry1, h.x1), h.step(carry1, h.x1), rtol=rtol, atol=atol)
+    return f"jit == eager (rtol {rtol:.3g}, atol {atol:.3g})"
 
 
 def check_gradients(h: _Harness) -> str:
@@ -234,7 +270,8 @@ def check_vmap(h: _Harness) -> str:
     got = jax.vmap(h.step)(carries, xs)
     flat = jax.tree.map(lambda a: a.reshape((2 * h.B,) + a.shape[2:]), (carries, xs))
     want = jax.tree.map(lambda a: a.reshape((2, h.B) + a.shape[1:]), h.step(*flat))
-    _compare("vmap", got, want)
+    rtol, atol = h.tol.step
+    _compare("vmap", got, want, rtol=rtol, atol=atol)
     return "vmap over a leading axis == stacked batch"
 
 
@@ -259,8 +296,9 @@ def check_scan(h: _Harness) -> str:
     for t in range(h.T):
         carry, y = h.step(carry, h.inputs[:, t])
         loop_ys.append(y)
-    _compare("scan outputs", ys, jnp.stack(loop_ys, axis=1))
-    _compare("scan final carry", carry_T, carry)
+    rtol, atol = h.tol.sequence
+    _compare("scan outputs", ys, jnp.stack(loop_ys, axis=1), rtol=rtol, atol=atol)
+    _compare("scan final carry", carry_T, carry, rtol=rtol, atol=atol)
     return f"unroll over T={h.T} == Python loop; outputs {tuple(ys.shape)}"
 
 
@@ -292,12 +330,14 @@ def check_sequence(h: _Harness) -> str:
 
     (seq_carry, seq_ys), seq_grads = outputs_and_grads(seq)
     (step_carry, step_ys), step_grads = outputs_and_grads(step)
-    _compare("sequence outputs", seq_ys, step_ys)
-    _compare("sequence final carry", seq_carry, step_carry)
+    rtol, atol = h.tol.sequence
+    _compare("sequence outputs", seq_ys, step_ys, rtol=rtol, atol=atol)
+    _compare("sequence final carry", seq_carry, step_carry, rtol=rtol, atol=atol)
+    rtol, atol = h.tol.gradients
     for name, got, want in zip(
         ("params", "inputs", "initial carry", "perturbations"), seq_grads, step_grads, strict=True
     ):
-        _compare(f"sequence d loss / d {name}", got, want, rtol=GRAD_RTOL, atol=GRAD_ATOL)
+        _compare(f"sequence d loss / d {name}", got, want, rtol=rtol, atol=atol)
     return f"sequence path == step scan over T={h.T}: outputs, final carry, gradients"
 
 
@@ -335,14 +375,14 @@ def check_cell(
     else:
         try:
             cell = make_cell(spec, hidden_size, options)
-        except Exception as e:  # a faulty cell is reported, not raised
+        except (Exception, SystemExit) as e:  # a faulty cell is reported, not raised
             return [CheckResult("construct", False, _one_line(e))]
     results = [CheckResult("construct", True, type(cell).__name__)]
-    harness = _Harness(cell, input_size=input_size, batch=batch, seq_len=seq_len)
+    harness = _Harness(cell, input_size=input_size, batch=batch, seq_len=seq_len, hidden_size=hidden_size)
     for name, check in CHECKS:
         try:
             results.append(CheckResult(name, True, check(harness)))
-        except Exception as e:
+        except (Exception, SystemExit) as e:  # a cell that calls sys.exit() fails the check, it does not end the suite
             message = str(e) if isinstance(e, CheckError) else _one_line(e)
             results.append(CheckResult(name, False, message.splitlines()[0] if message else ""))
     return results

@@ -11,6 +11,7 @@ from absl import app, flags
 
 from experiments import io
 from experiments.config import Config, ConfigError, parse_learning_rates
+from experiments.validate import ascii_number_parsers, int_list, split_list
 
 FLAGS = flags.FLAGS
 # Flags defined through this module's helpers (`define_config_flags`) belong to the module that calls them, so
@@ -74,6 +75,7 @@ def config_from_flags(**overrides: Any) -> Config:
 
 
 def _parse(argv: list[str]) -> list[str]:
+    ascii_number_parsers(FLAGS)  # every entry point's integer and float flags read numbers by the one rule
     try:
         return FLAGS(argv)
     except flags.Error as e:
@@ -191,18 +193,11 @@ def run(
 
 
 def list_flag(value: str, name: str) -> list[str]:
-    """Split a comma-separated flag value; empty or repeated entries are an error."""
-    items = [s.strip() for s in value.split(",")]
-    if not value.strip() or not all(items):
-        raise ConfigError(f"--{name}={value!r}: must be a comma-separated list with no empty entries")
-    if repeated := sorted({s for s in items if items.count(s) > 1}):
-        raise ConfigError(f"--{name}={value!r}: {', '.join(repeated)} given more than once")
-    return items
+    """Split a comma-separated flag value; empty or repeated entries are an error (`validate.split_list`)."""
+    return split_list(value, name)
 
 
 def int_list_flag(value: str, name: str, low: int = 1, high: int = 10**9) -> list[int]:
-    """A comma-separated list of integers in [low, high] (ASCII digits only: `²` is not 2)."""
-    items = list_flag(value, name)
-    if not all(re.fullmatch(r"[0-9]{1,10}", s) and low <= int(s) <= high for s in items):
-        raise ConfigError(f"--{name}={value!r}: must be a comma-separated list of integers in [{low}, {high}]")
-    return [int(s) for s in items]
+    """A comma-separated list of distinct integers in [low, high], written by the one rule (`validate.int_list`:
+    ASCII digits only, `²` is not 2; `1,01` repeats 1)."""
+    return int_list(value, name, low, high)

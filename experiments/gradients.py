@@ -4,10 +4,11 @@
     python -m experiments.gradients --from_workdirs=runs/lstm,runs/gru --workdir=DIR
 
 Each cell of --cells is measured at initialisation (parameters of seeds --seed .. as
-`experiments.train` would start them; the learning rate plays no part yet, so a --learning_rate
-list measures each seed once); each run of --from_workdirs at its latest checkpoint, with its own
-saved config, every member (seed, and learning rate in a sweep) of it. All runs share one task
-and length and one fixed batch of --batch sequences. Index convention, measurements and
+`experiments.train` would start them; training flags, `config.TRAINING_FIELDS` such as --learning_rate
+or --steps, play no part there and are refused); each run of --from_workdirs at its latest checkpoint,
+with its own saved config, every member (seed, and learning rate in a sweep) of it: with
+--from_workdirs alone, a flag of the config (--hidden_size, --seq_len, ...) would be ignored, and is
+refused. All runs share one task and length and one fixed batch of --batch sequences. Index convention, measurements and
 summaries: `experiments.diagnostics`.
 
 Writes to --workdir: gradients.json (summaries per run), gradients.npz (the per-step arrays),
@@ -27,7 +28,7 @@ import numpy as np
 
 from experiments import diagnostics as diag
 from experiments import io
-from experiments.config import Config, ConfigError, check_workdir, members
+from experiments.config import TRAINING_FIELDS, Config, ConfigError, check_workdir, members
 from experiments.report import fmt, markdown_table
 from experiments.validation import validate, validate_cells
 
@@ -382,6 +383,7 @@ def main(argv: list[str]) -> None:
         FLAGS.batch, FLAGS.horizon_fraction, FLAGS.jacobian_points, FLAGS.jacobian_examples, FLAGS.power_iters
     )
     from_workdirs = list_flag(FLAGS.from_workdirs, "from_workdirs") if FLAGS.from_workdirs.strip() else []
+    check_ignored_flags(bool(from_workdirs), FLAGS["cells"].present, FLAGS)
     specs = []
     if FLAGS["cells"].present or not from_workdirs:
         configs = validate_cells(config_from_flags(), list_flag(FLAGS.cells, "cells"), diagnostics_batch=FLAGS.batch)
@@ -397,6 +399,23 @@ def main(argv: list[str]) -> None:
     save_results(runs, ts, workdir, FLAGS.horizon_fraction, FLAGS.batch)
     written = write_plots(runs, ts, workdir)
     print(f"\nwrote {workdir}/gradients.json, gradients.npz, " + ", ".join(p.name for p in written))
+
+
+def check_ignored_flags(from_workdirs: bool, cells: bool, flag_values: Any) -> None:
+    """Refuse a flag this invocation would ignore: a config flag with --from_workdirs alone (each run is measured
+    with its own saved config), and a training flag (`TRAINING_FIELDS`) when cells are measured at initialisation
+    (no step is taken)."""
+    given = [f.name for f in dataclasses.fields(Config) if f.name in flag_values and flag_values[f.name].present]
+    if from_workdirs and not cells and given:
+        raise ConfigError(
+            f"--{given[0]}: ignored with --from_workdirs (each run is measured with the config it was trained with); "
+            "drop it, or add --cells to measure cells at initialisation with it"
+        )
+    if training := [name for name in given if name in TRAINING_FIELDS]:
+        hint = "; the diagnostics batch is --batch" if training[0] == "batch_size" else ""
+        raise ConfigError(
+            f"--{training[0]}: does not apply to a measurement at initialisation (no training step is taken){hint}"
+        )
 
 
 def define_flags() -> None:

@@ -13,8 +13,9 @@ import jax
 import jax.numpy as jnp
 
 from experiments.build import Parts, build
-from experiments.config import Config, ConfigError, check_memory, lr_multipliers
+from experiments.config import Config, ConfigError, check_memory, lr_multipliers, user_code
 from experiments.model import SequenceModel
+from plugins import describe_exception
 from tasks import Task
 
 
@@ -28,10 +29,13 @@ def validate(config: Config, diagnostics_batch: int | None = None) -> Parts:
     when --diag_every > 0).
     """
     parts = build(config)  # checks the scalar fields first
-    _check_task_declarations(config, parts.task)
+    with user_code(f"--task={config.task}: the task fails on a batch of 2"):
+        _check_task_declarations(config, parts.task)
     _check_cell_runs(config, parts.model, parts.task)
-    _check_lr_groups(config, parts.model, parts.task)
-    check_memory(config, parts.model, parts.task, diagnostics_batch)
+    with user_code(f"--cell={config.cell}"):
+        _check_lr_groups(config, parts.model, parts.task)
+    with user_code(f"--cell={config.cell} on --task={config.task}: estimating the run's memory"):
+        check_memory(config, parts.model, parts.task, diagnostics_batch)
     return parts
 
 
@@ -84,22 +88,77 @@ def _check_task_declarations(config: Config, task: Task) -> None:
         raise ConfigError(f"{name}: declares metric {unknown[0]!r}, but metrics() gives {', '.join(keys)}")
 
 
-def _check_cell_runs(config: Config, model: SequenceModel, task: Task) -> None:
-    """Trace (not compile) one cell step, so a broken user cell fails here, in one line; its output and
-    carry must be floating (an integer one has zero gradient: the cell would train nothing)."""
-    x = jax.ShapeDtypeStruct((1, 2, task.input_size), "float32")
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
-    def run(x: jax.Array) -> tuple[Any, Any]:
-        params = model.init(jax.random.PRNGKey(0), x)
-        model.apply(params, x)
-        return model.cell.apply({"params": params["cell"]}, model.initial_carry(x), x[:, 0])
+
+CHECK_BATCH = 3  # sequences the cell is traced on in validation: not 1, where a (1, ...) output fits any batch
+
+
+def _check_cell_runs(config: Config, model: SequenceModel, task: Task) -> None:
+    """Trace (not compile) the cell on a batch of CHECK_BATCH sequences, so a broken user cell fails here, in one
+    line: it must keep its parameters in the `params` collection, keep the batch as the leading axis of its
+    output and carry, return a carry like the one it starts from, and its output and carry must be floating
+    (an integer one has zero gradient: the cell would train nothing)."""
+    B, name = CHECK_BATCH, f"--cell={config.cell}"
+    x = jax.ShapeDtypeStruct((B, 2, task.input_size), "float32")
+
+    collections: list[str] = []  # of the cell's variables, seen while tracing
+
+    def step(x: jax.Array) -> tuple[Any, Any]:
+        carry0 = model.initial_carry(x)
+        variables = model.cell.init(jax.random.PRNGKey(0), carry0, x[:, 0])
+        collections.extend(variables)
+        if "params" not in variables:
+            return carry0, None
+        carry, y = model.cell.apply({"params": variables["params"]}, carry0, x[:, 0])
+        return carry0, (carry, y)
 
     try:
-        carry, y = jax.eval_shape(run, x)
+        carry0, out = jax.eval_shape(step, x)
     except Exception as e:  # noqa: BLE001 - any failure of a user's cell becomes one line
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"--cell={config.cell}: the cell fails on a (1, {task.input_size}) input: {first}") from None
-    leaves = [("output", leaf, jnp.floating) for leaf in jax.tree.leaves(y)]  # real: the readout and loss are
+        raise ConfigError(f"{name}: the cell fails on a ({B}, {task.input_size}) input: {_first_line(e)}") from None
+    except SystemExit as e:
+        raise ConfigError(
+            f"{name}: the cell fails on a ({B}, {task.input_size}) input: {describe_exception(e)}"
+        ) from None
+    if out is None:
+        found = f"its variables hold {', '.join(collections)}" if collections else "it has no variables"
+        raise ConfigError(
+            f"{name}: the cell has no `params` collection ({found}); declare its parameters with self.param or "
+            "submodules (the optimizer trains `params`)"
+        )
+    carry, y = out
+    if not isinstance(y, jax.ShapeDtypeStruct):
+        raise ConfigError(f"{name}: its output is a {type(y).__name__}; it must be one array of shape ({B}, ...)")
+    if y.shape[:1] != (B,):
+        raise ConfigError(
+            f"{name}: its output has shape {y.shape} on a batch of {B}; it must be ({B}, ...) (batch first)"
+        )
+    for path, leaf0 in jax.tree_util.tree_leaves_with_path(carry0):
+        if leaf0.shape[:1] != (B,):
+            where = jax.tree_util.keystr(path) or ""
+            raise ConfigError(
+                f"{name}: initialize_carry gives carry{where} of shape {leaf0.shape} for a batch of {B}; it must be "
+                f"({B}, ...) (batch first)"
+            )
+    if jax.tree.structure(carry) != jax.tree.structure(carry0) or any(
+        (a.shape, a.dtype) != (b.shape, b.dtype)
+        for a, b in zip(jax.tree.leaves(carry), jax.tree.leaves(carry0), strict=True)
+    ):
+        got = jax.tree.map(lambda a: a.shape, carry)
+        want = jax.tree.map(lambda a: a.shape, carry0)
+        raise ConfigError(
+            f"{name}: one step returns a carry {got} unlike its initial carry {want} (shapes and dtypes must match "
+            "for lax.scan)"
+        )
+    leaves = [("output", y, jnp.floating)]  # real: the readout and loss are
     leaves += [("carry", leaf, jnp.inexact) for leaf in jax.tree.leaves(carry)]  # complex carries are fine
     if bad := [f"its {what} is {leaf.dtype}" for what, leaf, kind in leaves if not jnp.issubdtype(leaf.dtype, kind)]:
-        raise ConfigError(f"--cell={config.cell}: {bad[0]}; it must be floating (no gradient flows through integers)")
+        raise ConfigError(f"{name}: {bad[0]}; it must be floating (no gradient flows through integers)")
+
+    def whole(x: jax.Array) -> jax.Array:
+        return model.apply(model.init(jax.random.PRNGKey(0), x), x)
+
+    with user_code(f"{name}: the model fails on a ({B}, 2, {task.input_size}) batch"):
+        jax.eval_shape(whole, x)

@@ -5,9 +5,33 @@ the other. Errors are one line: they list what is registered, so a typo is fixed
 """
 
 import ast
+import cmath
 import importlib
+import math
+import re
 from collections.abc import Callable
 from typing import Any
+
+# The one way a number is written in a flag, a list flag or an option value: ASCII digits, no `_` separators
+# (Python's int() and float() also take `1_000` and non-ASCII digits such as `١`; those are refused everywhere).
+INTEGER = re.compile(r"[+-]?[0-9]+")
+NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+NONFINITE_WORDS = ("inf", "+inf", "-inf", "infinity", "+infinity", "-infinity", "nan", "+nan", "-nan")
+NUMBER_RULE = "numbers are written with ASCII digits 0-9, without `_` separators (e.g. 1000, 0.5, 1e-3)"
+
+
+def looks_numeric(text: str) -> bool:
+    """Whether Python's float() would read `text` as a number (in any of the ways it accepts)."""
+    try:
+        float(text)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+def is_number_text(text: str, integer: bool = False) -> bool:
+    """Whether `text` is a number written by the one rule (`NUMBER`, or `INTEGER` when `integer`)."""
+    return bool((INTEGER if integer else NUMBER).fullmatch(text.strip()))
 
 
 class Registry:
@@ -48,25 +72,84 @@ def load_object(spec: str) -> Any:
         raise ValueError(f"malformed import path {spec!r}; expected package.module:ClassName")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ValueError(f"cannot import {module_name!r} (from {spec!r}): {e}") from None
-    if not hasattr(module, attr):
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - whatever a user's module raises, or its sys.exit()
+        raise ValueError(f"cannot import {module_name!r} (from {spec!r}): {describe_exception(e)}") from None
+    missing = object()
+    found = call_user_code(f"module {module_name!r} (from {spec!r})", getattr, module, attr, missing)
+    if found is missing:
         raise ValueError(f"module {module_name!r} has no attribute {attr!r} (from {spec!r})")
-    return getattr(module, attr)
+    return found
+
+
+def describe_exception(e: BaseException) -> str:
+    """One line saying what `e` was: `it called sys.exit(0)`, or `TypeName: first line of its message`."""
+    if isinstance(e, SystemExit):
+        return f"it called sys.exit({e.code!r})"
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+
+
+def call_user_code(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """`fn(*args, **kwargs)`, with any exception other than ValueError and TypeError, and a SystemExit, raised
+    as a ValueError `<what>: <describe_exception>` (code from outside the repository may fail in any way)."""
+    try:
+        return fn(*args, **kwargs)
+    except (ValueError, TypeError):
+        raise
+    except (Exception, SystemExit) as e:  # noqa: BLE001
+        raise ValueError(f"{what}: {describe_exception(e)}") from None
 
 
 def parse_options(text: str) -> dict[str, Any]:
-    """Parse `key=value,key=value`; values are Python literals, else plain strings."""
+    """Parse `key=value,key=value`; values are Python literals, else plain strings.
+
+    A number is written by the one rule (`NUMBER_RULE`: `1_000` or `١` is refused, not read as 1000 or as a
+    string); `inf`, `-inf` and `nan` are read as floats (so `check_finite_options` can refuse them)."""
     options: dict[str, Any] = {}
     for item in filter(None, (s.strip() for s in text.split(","))):
         key, sep, value = item.partition("=")
-        if not sep or not key.strip().isidentifier():
+        key, value = key.strip(), value.strip()
+        if not sep or not key.isidentifier():
             raise ValueError(f"malformed option {item!r}; expected key=value[,key=value...]")
+        if key in options:
+            raise ValueError(f"option {key!r} given more than once")
+        if value.lower() in NONFINITE_WORDS:
+            options[key] = float(value)
+            continue
         try:
-            options[key.strip()] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
-            options[key.strip()] = value.strip()
+            options[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            options[key] = value
+        number = isinstance(options[key], int | float) and not isinstance(options[key], bool)
+        if (number or looks_numeric(value)) and not is_number_text(value):  # 1_000, ١, 0x10, 0o7: not this rule
+            raise ValueError(f"option {key}={value!r} is not a number as written here: {NUMBER_RULE}")
     return options
+
+
+def nonfinite(value: Any) -> bool:
+    """Whether `value` is, or holds (in a tuple, list or dict), an infinite or nan float or complex."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, complex):
+        return not cmath.isfinite(value)
+    if isinstance(value, tuple | list | set | frozenset):
+        return any(nonfinite(v) for v in value)
+    if isinstance(value, dict):
+        return any(nonfinite(v) for v in value.values())
+    return False
+
+
+def check_finite_options(kind: str, spec: str, cls: Any, options: dict[str, Any]) -> None:
+    """ValueError naming the option unless every option value is finite; a class allows inf or nan in the
+    options it lists in its `nonfinite_options` (a tuple of names, class attribute)."""
+    allowed = getattr(cls, "nonfinite_options", ())
+    if bad := [k for k, v in options.items() if k not in allowed and nonfinite(v)]:
+        raise ValueError(
+            f"{kind} {spec!r}: option {bad[0]}={options[bad[0]]!r} must be finite (inf and nan are refused "
+            "unless the class lists the option in its `nonfinite_options`)"
+        )
 
 
 def constructor_fields(factory: Callable) -> list[str]:
