@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from experiments import policy
 from experiments.model import SequenceModel
-from experiments.validate import (
+from experiments.rules import (
     ConfigError,
     as_float32,
     check_float32_positive,

@@ -11,7 +11,7 @@ from absl import app, flags
 
 from experiments import io
 from experiments.config import Config, ConfigError, parse_learning_rates
-from experiments.validate import ascii_number_parsers, int_list, split_list
+from experiments.rules import ascii_number_parsers, int_list, split_list
 
 FLAGS = flags.FLAGS
 # Flags defined through this module's helpers (`define_config_flags`) belong to the module that calls them, so
@@ -193,11 +193,11 @@ def run(
 
 
 def list_flag(value: str, name: str) -> list[str]:
-    """Split a comma-separated flag value; empty or repeated entries are an error (`validate.split_list`)."""
+    """Split a comma-separated flag value; empty or repeated entries are an error (`rules.split_list`)."""
     return split_list(value, name)
 
 
 def int_list_flag(value: str, name: str, low: int = 1, high: int = 10**9) -> list[int]:
-    """A comma-separated list of distinct integers in [low, high], written by the one rule (`validate.int_list`:
+    """A comma-separated list of distinct integers in [low, high], written by the one rule (`rules.int_list`:
     ASCII digits only, `²` is not 2; `1,01` repeats 1)."""
     return int_list(value, name, low, high)

@@ -1,6 +1,6 @@
 """Values the float32 program cannot hold, seeds past int32, non-finite options, one number rule in every parser,
 user modules that fail at import, cells that only fit a batch of 1, flags a measurement would ignore, conformance
-tolerances at large widths, and the speed benchmark's lists and memory check (`experiments/validate.py` holds the
+tolerances at large widths, and the speed benchmark's lists and memory check (`experiments/rules.py` holds the
 rules; each test below fails without them)."""
 
 import os
@@ -49,7 +49,7 @@ def test_values_that_float32_turns_into_0_inf_or_duplicates_are_refused(changes,
 
 def test_rates_float32_holds_are_accepted_and_the_list_parser_checks_the_cast():
     check_fields(TINY.replace(learning_rate=(1e-30, 1e-3, 1e30), clip_norm=0.0, lr_multipliers="kernel=1e-3"))
-    from experiments.validate import float32_positive
+    from experiments.rules import float32_positive
 
     assert float32_positive(1.2e-38) and not float32_positive(1.1e-38) and not float32_positive(3.5e38)
     with pytest.raises(ConfigError, match="same float32 number"):
@@ -63,7 +63,7 @@ def test_seeds_past_int32_are_refused_before_anything_is_written(tmp_path):
     with pytest.raises(ConfigError, match=r"^--seed=2147483647 --num_seeds=2: the last seed, 2147483648"):
         check_fields(TINY.replace(seed=2**31 - 1, num_seeds=2))
     check_fields(TINY.replace(seed=2**31 - 2, num_seeds=2))
-    from experiments.validate import check_seeds
+    from experiments.rules import check_seeds
 
     with pytest.raises(ConfigError, match="--seed=2147483648"):
         check_seeds(2**31, 1)
@@ -95,7 +95,7 @@ def test_seed_and_number_flags_are_one_line_errors_in_every_entry_point(one_line
 
 
 def test_one_number_rule_in_list_flags_and_options():
-    from experiments.validate import int_list
+    from experiments.rules import int_list
 
     assert int_list("1,2,10", "x") == [1, 2, 10]
     for bad in ("1,01", "١", "1_0", "²", "0x10"):
