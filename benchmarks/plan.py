@@ -8,7 +8,7 @@ included, for its cell, task length T, depth, batch, width and members (seeds x 
 estimated from the record of its own cell and backend nearest in T, else of its family (`FAMILY`), else of any
 cell, scaled by the work per step:
 
-    GPU (latency-bound for these sizes):   t_step ~ T x layers
+    GPU (latency-bound for these sizes):   t_step ~ T x layers, never below the record's own
     CPU (compute-bound):                    t_step ~ T x layers x batch x width^2 x members
 
 The source of each estimate is printed beside it, so a scaled guess is never mistaken for a measurement.
@@ -125,7 +125,10 @@ def estimate(config: Config, steps: int, records: list[Record], backend: str) ->
     pool = same or kin or own
     best = min(pool, key=lambda r: (abs(math.log(r.seq_len / config.seq_len)), r.num_layers != config.num_layers))
     work = _work(config.seq_len, config.num_layers, config.batch_size, config.hidden_size, _members(config), backend)
-    seconds = steps * best.seconds_per_step * work / best.work(backend)
+    scale = work / best.work(backend)
+    if backend == "gpu":  # a smaller problem's step is not assumed cheaper: launch latency sets its floor
+        scale = max(scale, 1.0)
+    seconds = steps * best.seconds_per_step * scale
     exact = same and best.seq_len == config.seq_len and best.work(backend) == work
     how = "recorded" if exact else "scaled from"
     return Estimate(seconds, f"{how} {best.cell} T={best.seq_len} ({best.machine})")

@@ -42,6 +42,7 @@ def test_estimate_scales_by_the_work_per_step():
     records = plan.records_of(_results(CONFIG, [_session(0, 500, 100.0, "cpu"), _session(500, 1000, 10.0, "gpu")]))
     longer = CONFIG.replace(seq_len=2000, num_layers=2)
     assert plan.estimate(longer, 500, records, "gpu").seconds == pytest.approx(10.0 * 4)  # T x layers
+    assert plan.estimate(CONFIG.replace(seq_len=100), 500, records, "gpu").seconds == pytest.approx(10.0)  # floor
     wider = CONFIG.replace(hidden_size=256, learning_rate=(1e-3, 3e-3))  # x4 width^2, x2 members
     e = plan.estimate(wider, 500, records, "cpu")
     assert e.seconds == pytest.approx(100.0 * 8) and e.source.startswith("scaled from gru T=1000")
