@@ -152,15 +152,27 @@ def load_points(table: str, configs: dict[PointKey, Config], results_dir: Path) 
     other is {"busy": what it is doing} (running, queued, failed, interrupted, not started): the table marks it."""
     points = {}
     statuses = launch.status_points(table, configs, results_dir, _slurm_timeout())
+    records = None
     for key in configs:
         workdir = point_dir(results_dir / table, key)
         status = statuses[key]
         stopped = status.state == "interrupted" and read_dict(workdir / "results.json") is not None
         if status.state == "finished" or stopped:  # a stopped run's entry says "part-trained: n/N steps"
             points[key] = load_point(launch.measure(table), workdir)
+        elif status.state == "not started" and launch.measure(table) == "train":
+            records = find_plan_records(results_dir) if records is None else records
+            cpu, gpu = (plan.estimate(configs[key], configs[key].steps, records, b).seconds for b in plan.BACKENDS)
+            points[key] = {
+                "busy": f"not yet trained; --plan: ~{plan.duration(cpu)} on a CPU, ~{plan.duration(gpu)} on a GPU"
+            }
         else:
             points[key] = {"busy": status.line.split(" (see ")[0]}
     return points
+
+
+def find_plan_records(results_dir: Path) -> list[plan.Record]:
+    """The timing records `--plan` estimates from: the committed results' and `results_dir`'s."""
+    return plan.find_records(r for r in dict.fromkeys([COMMITTED_RESULTS, results_dir.resolve()]) if r.is_dir())
 
 
 def print_plan(table: str, configs: dict[PointKey, Config], results_dir: Path) -> None:
@@ -168,7 +180,7 @@ def print_plan(table: str, configs: dict[PointKey, Config], results_dir: Path) -
     from experiments.train import steps_done
 
     roots = [COMMITTED_RESULTS, results_dir]
-    records = plan.find_records(r for r in roots if r.is_dir())
+    records = find_plan_records(results_dir)
     points = {key: (config, steps_done(point_dir(results_dir / table, key))) for key, config in configs.items()}
     print(f"{table}: {len(configs)} grid points under {results_dir / table}; {len(records)} timing records under "
           f"{', '.join(str(r) for r in dict.fromkeys(roots))}")  # fmt: skip
