@@ -90,7 +90,7 @@ def results_problem(value: Any, metrics: Collection[str] = ()) -> str | None:
 
 def check_results(value: Any, metrics: Collection[str] = ()) -> dict[str, Any]:
     """`value` if it is a results.json (see the module doc), else ValueError saying why."""
-    _need(isinstance(value, dict), "results.json", "a JSON object", value)
+    _object(value)
     config = _field(value, "config", lambda v: isinstance(v, dict), "an object")
     _field(config, "steps", lambda v: _is_int(v) and v >= 1, "an integer >= 1", "config.")
     _field(value, "steps_done", lambda v: _is_int(v) and v >= 0, "an integer >= 0")
@@ -145,8 +145,13 @@ def check_diagnostics_record(record: Any) -> dict[str, Any]:
     return record
 
 
+def _object(value: Any) -> None:
+    if not isinstance(value, dict):
+        raise ValueError(f"not a JSON object but {_show(value)}")
+
+
 def _member(record: Any) -> None:
-    _need(isinstance(record, dict), "line", "a JSON object", record)
+    _object(record)
     _field(record, "step", lambda v: _is_int(v) and v >= 0, "an integer >= 0")
     _field(record, "seed", _is_int, "an integer")
     _field(record, "learning_rate", _number_or_null, "a number", optional=True)
