@@ -39,7 +39,7 @@ from typing import Any
 from experiments import io
 from experiments.config import ConfigError
 from experiments.lock import held_by
-from experiments.sweep import ERROR_FILE, PointKey, exit_stopped, point_dir, record_error
+from experiments.sweep import ERROR_FILE, PointKey, exit_stopped, point_dir, read_dict, record_error
 
 LAUNCHERS = ("inline", "local", "slurm")
 JOBS_FOLDER = ".submitit"  # under <results_dir>/<table>/: submitit's pickles and each job's stdout/stderr
@@ -331,11 +331,8 @@ def submit_slurm(table: str, configs: dict, results_dir: Path, options: SlurmOpt
 
 
 def _read_object(path: Path) -> dict:
-    try:
-        value = io.read_json(path)
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
+    """A JSON object from `path`; {} when there is none (missing, damaged, or not a regular file)."""
+    return read_dict(path) or {}
 
 
 # ---------------------------------------------------------------- --status
@@ -372,7 +369,10 @@ def point_status(
     job = _read_object(workdir.parent / SLURM_JOBS).get(workdir.name)
     if queue and job in queue:  # submitted, not started yet (or starting): submitting it again would queue it twice
         return PointStatus("queued", f"queued: Slurm job {job} {queue[job]}")
-    if not workdir.is_dir():
+    if workdir.exists() or workdir.is_symlink():
+        if not workdir.is_dir():
+            return PointStatus("damaged", "damaged: a file where the point's folder goes")
+    else:
         return PointStatus("not started", "not started" + _slurm_job(job, queue))
     try:
         check_resumable(config, workdir)

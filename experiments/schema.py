@@ -7,6 +7,7 @@ this); one edited by hand, by another tool or by a careless collaborator may not
 "damaged: <why>" and goes on with the other points). Reading checks types only: names in these files
 (a task, a cell) are strings and are never imported.
 
+    config.json    an object: each Config field present has Config's type (a learning rate: a number or a list).
     results.json   an object: "config" (an object with an integer "steps"), "steps_done" (integer >= 0),
                    "wall_time_s" (number), "seeds" (a non-empty list of members: "seed" integer, "final"
                    {metric: number or null}, "solved" bool, "solved_at_step" and "diverged_at_step" integer
@@ -21,6 +22,7 @@ this); one edited by hand, by another tool or by a careless collaborator may not
 JSON numbers include NaN and Infinity (a diverged seed's metrics); a bool is not a number.
 """
 
+import dataclasses
 import json
 import os
 import stat
@@ -28,7 +30,7 @@ from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-from experiments.config import ConfigError
+from experiments.config import Config, ConfigError
 
 
 class DamagedError(ConfigError):
@@ -53,7 +55,8 @@ def _is_number(v: Any) -> bool:
 
 
 def _show(v: Any) -> str:
-    text = json.dumps(v) if isinstance(v, str | int | float | bool | type(None)) else type(v).__name__
+    plain = isinstance(v, str | int | float | bool | type(None)) or v in ([], {})
+    text = json.dumps(v) if plain else type(v).__name__
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -125,6 +128,28 @@ def check_results(value: Any, metrics: Collection[str] = ()) -> dict[str, Any]:
     return value
 
 
+def check_config(value: Any) -> dict[str, Any]:
+    """`value` if it is a config.json: an object whose Config fields have the types Config gives them (unknown
+    keys, from another version, are ignored; a missing field takes its default). ValueError saying why."""
+    _object(value)
+    for field in dataclasses.fields(Config):
+        if field.name not in value:
+            continue
+        default = field.default
+        if field.name == "learning_rate":
+            ok, what = lambda v: _is_number(v) or isinstance(v, list) and all(map(_is_number, v)), "a number or a list"
+        elif isinstance(default, bool):
+            ok, what = lambda v: isinstance(v, bool), "true or false"
+        elif isinstance(default, int):
+            ok, what = _is_int, "an integer"
+        elif isinstance(default, float):
+            ok, what = _is_number, "a number"
+        else:
+            ok, what = lambda v: isinstance(v, str), "a string"
+        _need(ok(value[field.name]), field.name, what, value[field.name])
+    return value
+
+
 def check_metrics_record(record: Any, metrics: Collection[str] = ()) -> dict[str, Any]:
     """`record` if it is a metrics.jsonl line (see the module doc; `metrics`: `eval_<m>` keys it must hold)."""
     _member(record)
@@ -167,10 +192,11 @@ def read_text(path: str | Path, errors: str = "strict") -> str:
     except OSError as e:
         if isinstance(e, FileNotFoundError):
             raise
-        raise DamagedError(path, _kind(path) or e.strerror or type(e).__name__) from None
+        kind = file_kind(path)
+        raise DamagedError(path, f"{kind} where the run keeps a file" if kind else e.strerror or str(e)) from None
     with os.fdopen(fd, "rb") as f:
         if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise DamagedError(path, _kind(path) or "not a regular file")
+            raise DamagedError(path, f"{file_kind(path) or 'not a regular file'} where the run keeps a file")
         data = f.read()
     try:
         return data.decode("utf-8", errors)
@@ -178,22 +204,23 @@ def read_text(path: str | Path, errors: str = "strict") -> str:
         raise DamagedError(path, f"not UTF-8 text (byte {e.start})") from None
 
 
-def _kind(path: Path) -> str | None:
-    """What stands at `path` when it is not a regular file: "a folder", "a symbolic link", ..."""
+def file_kind(path: str | Path) -> str | None:
+    """What stands at `path` (not following a link) when it is not a regular file: "a folder", "a symbolic
+    link", "a FIFO", "a socket", "a device"; None for a regular file or nothing."""
     try:
         mode = os.lstat(path).st_mode
     except OSError:
         return None
     kinds = {stat.S_ISDIR: "a folder", stat.S_ISLNK: "a symbolic link", stat.S_ISFIFO: "a FIFO",
              stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a device", stat.S_ISBLK: "a device"}  # fmt: skip
-    return next((f"is {name}, not a file" for test, name in kinds.items() if test(mode)), None)
+    return next((name for test, name in kinds.items() if test(mode)), None)
 
 
 def read_results(path: str | Path, metrics: Collection[str] = ()) -> dict[str, Any]:
     """results.json at `path`, checked (`check_results`); `DamagedError` if it is not one."""
     text = read_text(path)
     try:
-        return check_results(json.loads(text), metrics)
+        return check_results(_loads(text), metrics)
     except ValueError as e:  # json.JSONDecodeError is one
         raise DamagedError(path, _json_why(e)) from None
 
@@ -211,12 +238,20 @@ def read_records(path: str | Path, check: Callable[[Any], dict]) -> list[dict[st
         if not line.strip():
             continue
         try:
-            records.append(check(json.loads(line)))
+            records.append(check(_loads(line)))
         except ValueError as e:
             if n == len(lines) and isinstance(e, json.JSONDecodeError):
                 break  # the last line, without its newline: torn by a kill
             raise DamagedError(path, f"line {n}: {_json_why(e)}") from None
     return records
+
+
+def _loads(text: str) -> Any:
+    """json.loads, with JSON nested deeper than Python's recursion limit a ValueError too."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("not JSON that can be read: nested too deeply") from None
 
 
 def _json_why(e: ValueError) -> str:

@@ -220,6 +220,8 @@ def check_points(
     out_dir = check_workdir(out_dir, flag)
     for key, config in points.items():
         workdir = point_dir(out_dir, key)
+        if (workdir.exists() or workdir.is_symlink()) and not workdir.is_dir():
+            raise ConfigError(f"--{flag}={out_dir}: {workdir} is a file where a grid point's folder goes; move it away")
         if measure == "gradients":
             check_layout(config, workdir, flag=flag, gradients=True)
         else:
@@ -325,7 +327,7 @@ def finished(measure: str, config: Config, workdir: Path) -> bool:
 def _config_of(saved: dict) -> Config | None:
     """The Config a config.json holds; None when it does not hold one (a field of the wrong type)."""
     try:
-        return Config.from_dict(saved)
+        return Config.from_dict(schema.check_config(saved))
     except (TypeError, ValueError):
         return None
 
@@ -334,7 +336,7 @@ def read_dict(path: Path) -> dict | None:
     """A JSON object from `path`; None if it is missing, damaged or not an object (or not a regular file)."""
     try:
         value = json.loads(schema.read_text(path))
-    except (OSError, ValueError):  # schema.DamagedError is a ValueError
+    except (OSError, ValueError, RecursionError):  # schema.DamagedError is a ValueError
         return None
     return value if isinstance(value, dict) else None
 

@@ -73,7 +73,7 @@ class TensorBoardLog:
         sessions logged after `step` (from 0: all of them), and any logged twice, in every run folder."""
         folder = self.workdir / FOLDER
         if folder.is_dir():
-            for run in sorted({p.parent for p in folder.rglob("events.out.tfevents.*") if p.is_file()}):
+            for run in sorted({p.parent for p in _event_files(folder, "**/")}):
                 keep_until(run, step if step else -1)
 
     def _writer(self, seed: int, learning_rate: float | None) -> Any:
@@ -131,13 +131,19 @@ def _records(path: Path) -> list[tuple[bytes, Any]]:
     return found
 
 
+def _event_files(folder: Path, under: str = "") -> list[Path]:
+    """The event files in `folder` (`under="**/"`: and below it), in name order: regular files only, never a
+    link (whose target is not the run's) nor anything else that bears the name."""
+    return sorted(p for p in folder.glob(f"{under}events.out.tfevents.*") if p.is_file() and not p.is_symlink())
+
+
 def keep_until(folder: str | Path, last: int) -> None:
     """Keep, of the scalars in one run folder's event files, those at steps <= `last`, each (tag, step) once
     (the first logged): rewrite them into the oldest file, whole records copied as they are, and remove the
     other files. Nothing is rewritten when nothing is to be removed."""
     from experiments import io
 
-    paths = sorted(Path(folder).glob("events.out.tfevents.*"))
+    paths = _event_files(Path(folder))
     files = [_records(p) for p in paths]
     kept, seen, header = [], set(), None
     for records in files:
@@ -161,7 +167,7 @@ def read_scalars(folder: str | Path) -> dict[str, list[tuple[int, float]]]:
     """Every scalar in the event files of one run folder, as {tag: [(step, value), ...]} in file order (a torn
     last record, from a killed writer, ends its file)."""
     scalars: dict[str, list[tuple[int, float]]] = {}
-    for path in sorted(Path(folder).glob("events.out.tfevents.*")):
+    for path in _event_files(Path(folder)):
         for _, event in _records(path):
             for value in event.summary.value:
                 scalars.setdefault(value.tag, []).append((event.step, float(value.simple_value)))

@@ -317,9 +317,11 @@ def check_resumable(
         saved = json.loads(schema.read_text(path))
         if not isinstance(saved, dict):
             raise ValueError(f"holds a JSON {type(saved).__name__}, not an object")
-        saved = Config.from_dict(saved).to_dict()
+        saved = Config.from_dict(schema.check_config(saved)).to_dict()
     except schema.DamagedError as e:
         raise schema.DamagedError(path, e.why, f"{at}: ", f"; use a new --{flag}") from None
+    except RecursionError:
+        raise schema.DamagedError(path, "nested too deeply", f"{at}: ", f"; use a new --{flag}") from None
     except (OSError, ValueError, TypeError) as e:  # empty, truncated, `[]`, unreadable, a folder, ...
         reason = getattr(e, "strerror", None) or (str(e).splitlines() or [type(e).__name__])[0]
         raise schema.DamagedError(path, reason, f"{at}: ", f"; use a new --{flag}") from None
@@ -360,8 +362,7 @@ def check_layout(config: Config, workdir: Path, flag: str = "workdir", gradients
         return
     for name in ("config.json", "diagnostics.jsonl", "diagnostics.npz") if gradients else RUN_FILES:
         path = workdir / name
-        if (path.exists() or path.is_symlink()) and (path.is_symlink() or not path.is_file()):
-            kind = "a symbolic link" if path.is_symlink() else "a folder" if path.is_dir() else "not a regular file"
+        if kind := schema.file_kind(path):
             why = f"{kind} where the run keeps a file"
             raise schema.DamagedError(path, why, message=f"{at}: {path} is {why}; move it away")
     folders = [] if gradients else [workdir / name for name in RUN_FOLDERS]

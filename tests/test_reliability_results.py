@@ -176,7 +176,7 @@ def test_a_training_sweep_refuses_a_damaged_point_in_one_line_before_training(tr
 @pytest.mark.parametrize(
     ("name", "text", "why"),
     [
-        ("results.json", "[]", "not a JSON object but list"),
+        ("results.json", "[1]", "not a JSON object but list"),
         ("results.json", "{", "not JSON: Expecting property name enclosed in double quotes"),
         ("metrics.jsonl", '{"step": 0, "seed": "0"}\n', 'line 1: "seed" must be an integer, not "0"'),
         ("metrics.jsonl", '{"step": true, "seed": 0}\n', 'line 1: "step" must be an integer >= 0, not true'),
@@ -218,7 +218,7 @@ def test_a_torn_last_line_is_not_damage_and_every_committed_result_passes_the_sc
         ("diagnostics.jsonl", "dir", "a folder where the run keeps a file"),
         ("tb/seed_0", "file", "a file where the run keeps a folder"),
         ("tb", "file", "a file where the run keeps a folder"),
-        ("config.json", "fifo", "not a regular file where the run keeps a file"),
+        ("config.json", "fifo", "a FIFO where the run keeps a file"),
     ],
 )
 def test_a_workdir_with_the_wrong_kind_of_file_is_refused_before_anything_compiles(tmp_path, name, make, kind):
@@ -423,3 +423,78 @@ def test_diagnostics_that_start_after_step_0_are_not_labelled_init(trained, tmp_
     io.write_jsonl(workdir / "diagnostics.jsonl", [r for r in later if r["step"] == 1])  # the end is not the last step
     report = write_report(tmp_path / "adding", "adding", one, {BASE: load_point("train", workdir)}, "cmd", 0.0)
     assert "| rnn | init | - |" in report and " (at step 1) |" in report
+
+
+# ----------------------------------------------------------------------------- beyond the list: hostile folders
+
+
+def _config_steps_a_string(d: Path) -> None:
+    edit_json(d / "config.json", lambda c: c.update(steps="2"))
+
+
+def _results_link_to_a_device(d: Path) -> None:
+    (d / "results.json").unlink()
+    (d / "results.json").symlink_to("/dev/zero")
+
+
+def _metrics_a_fifo(d: Path) -> None:
+    (d / "metrics.jsonl").unlink()
+    os.mkfifo(d / "metrics.jsonl")
+
+
+def _results_nested_too_deeply(d: Path) -> None:
+    (d / "results.json").write_text("[" * 100_000 + "]" * 100_000)
+
+
+def _a_file_instead_of_the_point(d: Path) -> None:
+    shutil.rmtree(d)
+    d.write_text("not a folder")
+
+
+@pytest.mark.parametrize(
+    ("damage", "line"),
+    [
+        (_config_steps_a_string, 'damaged: config.json: "steps" must be an integer, not "2"'),
+        (lambda d: edit_json(d / "results.json", lambda r: r.update(seeds=[])),
+         'damaged: results.json: "seeds" must be a non-empty list, not []'),
+        (_results_link_to_a_device, "damaged: results.json: a symbolic link where the run keeps a file"),
+        (_metrics_a_fifo, "damaged: metrics.jsonl: a FIFO where the run keeps a file"),
+        (_results_nested_too_deeply, "damaged: results.json: not JSON that can be read: nested too deeply"),
+        (_a_file_instead_of_the_point, "damaged: a file where the point's folder goes"),
+    ],
+)  # fmt: skip
+def test_status_neither_hangs_nor_crashes_on_a_hostile_point_and_training_refuses_it(trained, tmp_path, damage, line):
+    workdir = copy_point(trained, tmp_path, BASE)
+    damage(workdir)
+    (tmp_path / "adding" / launch.SLURM_JOBS).mkdir()  # not a file either: read as no jobs
+    assert launch.point_status("adding", CONFIGS[BASE], workdir) == launch.PointStatus("damaged", line)
+    with pytest.raises(ConfigError, match=f"^--results_dir={tmp_path / 'adding'}"):
+        check_points({BASE: CONFIGS[BASE]}, tmp_path / "adding", "train", own_flags=tables.OWN_FIELDS)
+
+
+def test_tensorboard_start_skips_what_is_not_an_event_file_of_the_run(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    run = tmp_path / "tb" / "seed_0"
+    (run / "events.out.tfevents.1.folder").mkdir(parents=True)
+    (run / "events.out.tfevents.2.link").symlink_to(victim)
+    (run / "events.out.tfevents.3.garbage").write_bytes(os.urandom(64))
+    TensorBoardLog(tmp_path).start(0)
+    assert victim.read_bytes() == b"precious" and (run / "events.out.tfevents.1.folder").is_dir()
+    assert (run / "events.out.tfevents.2.link").is_symlink() and read_scalars(run) == {}
+
+
+@pytest.mark.parametrize("kind", ["dangling link", "folder"])
+def test_a_lock_that_is_a_dangling_link_or_a_folder_is_refused(tmp_path, kind):
+    lock = tmp_path / ".lock"
+    lock.symlink_to(tmp_path / "nowhere") if kind == "dangling link" else lock.mkdir()
+    with pytest.raises(ConfigError, match="lock file"), workdir_lock(tmp_path):
+        pass
+    assert not (tmp_path / "nowhere").exists() and held_by(tmp_path) is None
+
+
+def test_every_committed_config_passes_the_schema():
+    committed = sorted((ROOT / "results").rglob("config.json"))
+    assert committed
+    for path in committed:
+        schema.check_config(io.read_json(path))
