@@ -12,9 +12,9 @@ synchronously: no background thread or queue per seed,
 and each logging step is flushed (and fsynced) before training goes on, so a killed run loses
 nothing it logged.
 
-Each training session writes a new event file per member. Before it logs anything, `TensorBoardLog.start`
-removes what earlier sessions logged after the step it trains from (all of it, for a session from step
-0), as metrics.jsonl is cut back: after any number of kills and reruns each step appears once, for
+Each process that trains a run writes a new event file per member. Before it logs anything,
+`TensorBoardLog.start` removes what earlier processes logged after the step it trains from (all of it, for a
+rerun from step 0), as metrics.jsonl is cut back: after any number of kills and reruns each step appears once, for
 TensorBoard and for any reader of the files. The events kept are rewritten into the oldest event file
 (atomically), and the others are removed; a kill in between leaves copies that the next start removes.
 
@@ -69,8 +69,8 @@ class TensorBoardLog:
         self._writers: dict[tuple[int, float | None], Any] = {}  # (seed, rate) -> tensorboardX EventsWriter
 
     def start(self, step: int) -> None:
-        """This session trains from `step` (0: from scratch, logging step 0 again): remove the events earlier
-        sessions logged after `step` (from 0: all of them), and any logged twice, in every run folder."""
+        """This process trains from `step` (0: from scratch, logging step 0 again): remove the events earlier
+        processes logged after `step` (from 0: all of them), and any logged twice, in every run folder."""
         folder = self.workdir / FOLDER
         if folder.is_dir():
             for run in sorted({p.parent for p in _event_files(folder, "**/")}):

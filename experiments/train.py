@@ -485,7 +485,7 @@ def _train_from(exp, workdir, mesh, state, checkpoints, stop_signal, previous, t
         start, state = restored
         logging.info("resuming %s from step %d", workdir, start)
     if tb:
-        tb.start(start)  # each step once in TensorBoard too: what earlier sessions logged after `start` goes
+        tb.start(start)  # each step once in TensorBoard too: what earlier processes logged after `start` goes
     io.write_jsonl(metrics_path, [r for r in io.read_jsonl(metrics_path) if start and r["step"] <= start])
 
     step_fn = exp.compiled_step(mesh)
