@@ -42,7 +42,7 @@ from typing import Any
 from experiments import io
 from experiments.config import ConfigError
 from experiments.lock import held_by
-from experiments.sweep import ERROR_FILE, PointKey, exit_stopped, point_dir, record_error
+from experiments.sweep import ERROR_FILE, PointKey, exit_stopped, point_dir, read_dict, record_error
 
 LAUNCHERS = ("inline", "local", "slurm")
 JOBS_FOLDER = ".submitit"  # under <results_dir>/<table>/: submitit's pickles and each job's stdout/stderr
@@ -244,7 +244,7 @@ def _local_summary(point: PointJob, job: Any) -> dict[str, Any]:
     except Exception as e:  # the job raised (error.txt has it), or its worker died (killed, out of memory)
         error = Path(point.workdir) / ERROR_FILE
         if error.exists():
-            message = error.read_text().splitlines()[0]
+            message = _first_line(error)
         else:  # SIGKILL, the out-of-memory killer: nothing was written (the controller's exit code is its own)
             message = f"the worker ended without a result (killed?); its log: {job.paths.stderr}"
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -427,11 +427,8 @@ def _one_line(text: str | bytes) -> str:
 
 
 def _read_object(path: Path) -> dict:
-    try:
-        value = io.read_json(path)
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
+    """A JSON object from `path`; {} when there is none (missing, damaged, or not a regular file)."""
+    return read_dict(path) or {}
 
 
 # ---------------------------------------------------------------- --status
@@ -439,7 +436,7 @@ def _read_object(path: Path) -> dict:
 
 @dataclasses.dataclass(frozen=True)
 class PointStatus:
-    state: str  # finished | running | queued | unknown | failed | interrupted | other settings | not started
+    state: str  # finished | running | queued | unknown | failed | interrupted | other settings | damaged | not started
     line: str  # what --status prints after the point's name
 
 
@@ -448,7 +445,8 @@ def point_status(
 ) -> PointStatus:
     """What a grid point is doing, from its files and its lock (read only: the lock is probed, shared,
     for an instant), and `queue`, what squeue said of the recorded Slurm jobs (`slurm_queue`)."""
-    from experiments.sweep import finished, load_point, point_entry
+    from experiments.schema import DamagedError
+    from experiments.sweep import finished, load_point, point_entry, task_of
     from experiments.train import NotExtendableError, check_resumable, steps_done
 
     now = time.time() if now is None else now
@@ -456,38 +454,64 @@ def point_status(
     if holder is not None:
         return PointStatus("running", _running(table, config, workdir, holder, now))
     if workdir.is_dir() and finished(measure(table), config, workdir):
+        task = task_of(config)  # the sweep's own task: nothing named in the point's files is imported
+        try:
+            point = load_point(measure(table), workdir, task)
+        except DamagedError as e:
+            return PointStatus("damaged", f"damaged: {e.short}")
         if table == "gradients":
             return PointStatus("finished", "finished")
-        entry = point_entry(load_point(measure(table), workdir)).replace("<br>", ", ")
-        return PointStatus("finished", f"finished: {entry}")
+        return PointStatus("finished", f"finished: {point_entry(point, task).replace('<br>', ', ')}")
     job = _read_object(workdir.parent / SLURM_JOBS).get(workdir.name)
     if queue and job in queue.states:  # submitted, not started yet (or starting): submitting again would queue it twice
         return PointStatus("queued", f"queued: Slurm job {job} {queue.states[job]}")
     if queue and isinstance(job, str) and (why := queue.unknown_reason(job)):  # it may be queued: never resubmitted
         return PointStatus("unknown", f"submitted as Slurm job {job}, queue state unknown: {why}")
-    if not workdir.is_dir():
+    if workdir.exists() or workdir.is_symlink():
+        if not workdir.is_dir():
+            return PointStatus("damaged", "damaged: a file where the point's folder goes")
+    else:
         return PointStatus("not started", "not started" + _slurm_job(job, queue))
     try:
         check_resumable(config, workdir)
+    except DamagedError as e:
+        return PointStatus("damaged", f"damaged: {e.short}")
     except NotExtendableError as e:
         return PointStatus("other settings", f"refused: {str(e).split(': ', 1)[-1]}")
     except ConfigError as e:
         return PointStatus("other settings", f"holds a run with other settings: {str(e).split(': ', 1)[-1]}")
     error = workdir / ERROR_FILE
-    if error.exists():
-        first = (error.read_text().splitlines() or ["(empty error.txt)"])[0]
-        return PointStatus("failed", f"failed: {first} (see {error})")
+    if error.exists() or error.is_symlink():
+        return PointStatus("failed", f"failed: {_first_line(error)} (see {error})")
     if table != "gradients" and (step := steps_done(workdir)):
         return PointStatus("interrupted", f"interrupted at step {step}/{config.steps}; a relaunch resumes it")
     return PointStatus("not started", "not started" + _slurm_job(job, queue))
+
+
+def _first_line(error: Path) -> str:
+    """The first line of an error.txt (its error), whatever the file holds."""
+    from experiments.schema import DamagedError, read_text
+
+    try:
+        text = read_text(error, errors="replace")  # an error message in another encoding is still shown
+    except DamagedError as e:  # a folder, a link, a FIFO, ...
+        return f"(unreadable {error.name}: {e.why})"
+    except OSError as e:
+        return f"(unreadable {error.name}: {e.strerror})"
+    return " ".join((text.strip().splitlines() or ["(empty or unreadable error.txt)"])[0].split())[:300]
 
 
 def _running(table: str, config: Any, workdir: Path, holder: int, now: float) -> str:
     pid = f"pid {holder}" if holder else "pid ?"
     if table == "gradients":
         return f"running: measuring ({pid})"
+    from experiments.schema import DamagedError, check_metrics_record, read_records
+
     metrics = workdir / "metrics.jsonl"
-    records = io.read_jsonl(metrics)
+    try:
+        records = read_records(metrics, check_metrics_record)
+    except (OSError, DamagedError) as e:
+        return f"running, but its {metrics.name} is damaged ({getattr(e, 'why', e)}) ({pid})"
     step = max((r["step"] for r in records), default=None)
     if not step:
         return f"running: compiling, no training step logged yet ({pid})"

@@ -32,9 +32,21 @@ from absl import flags
 
 from benchmarks import launch, plan
 from benchmarks.presets import PRESETS
-from experiments.config import Config, ConfigError, parse_learning_rates
+from experiments.config import Config, ConfigError, check_workdir, parse_learning_rates
 from experiments.flags import int_list_flag, list_flag, run
-from experiments.sweep import PointKey, Sweep, check_points, load_point, point_dir, read_dict, run_inline, write_report
+from experiments.schema import DamagedError
+from experiments.sweep import (
+    PointKey,
+    Sweep,
+    check_points,
+    exit_on_signal,
+    load_point,
+    point_dir,
+    read_dict,
+    run_inline,
+    task_of,
+    write_report,
+)
 from tasks import TASKS
 
 COMMITTED_RESULTS = Path(__file__).resolve().parent.parent / "results"
@@ -111,13 +123,16 @@ def _main() -> int | None:
     if F.plan:
         return print_plan(table, configs, results_dir)
     if F.status or F.render_only:
-        check_points(configs, results_dir / table, sweep.measure, read_only=True)
-        if F.status:
-            return print_status(table, configs, results_dir)
-        command = "python -m benchmarks.tables " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        points = load_points(table, configs, results_dir)
+        with exit_on_signal("reading the grid points; nothing was trained or written"):
+            check_points(configs, results_dir / table, sweep.measure, read_only=True, own_flags=OWN_FIELDS)
+            if F.status:
+                return print_status(table, configs, results_dir)
+            _check_writable(results_dir, table)  # before anything is read or drawn
+            command = "python -m benchmarks.tables " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+            points = load_points(table, configs, results_dir)
         return print(write_report(results_dir / table, table, sweep, points, command, 0.0))
-    check_points(configs, results_dir / table, sweep.measure)
+    with exit_on_signal("checking the grid points; nothing was trained"):
+        check_points(configs, results_dir / table, sweep.measure, own_flags=OWN_FIELDS)
     t0 = time.perf_counter()
     print(f"{table} table, preset {F.preset}: {len(configs)} grid points x {_members(sweep)} seeds", flush=True)
     failed = []
@@ -141,6 +156,18 @@ def _main() -> int | None:
     return None
 
 
+def _check_writable(results_dir: Path, table: str) -> None:
+    """--render_only writes the table, its CSV and plots into <results_dir>/<table>: refused up front if it cannot."""
+    try:
+        check_workdir(results_dir / table, "results_dir")
+    except ConfigError as e:
+        why = str(e).rpartition(": ")[2]
+        raise ConfigError(
+            f"--results_dir={results_dir}: --render_only writes {table}.md, {table}.csv and its plots into "
+            f"{results_dir / table}, which is {why}; copy the folder somewhere writable and render there"
+        ) from None
+
+
 def _members(sweep: Sweep) -> str:
     rates = sweep.settings.get("learning_rate")
     seeds = sweep.settings.get("num_seeds", 1)
@@ -158,7 +185,10 @@ def load_points(table: str, configs: dict[PointKey, Config], results_dir: Path) 
         status = statuses[key]
         stopped = status.state == "interrupted" and read_dict(workdir / "results.json") is not None
         if status.state == "finished" or stopped:  # a stopped run's entry says "part-trained: n/N steps"
-            points[key] = load_point(launch.measure(table), workdir)
+            try:
+                points[key] = load_point(launch.measure(table), workdir, task_of(configs[key]))
+            except DamagedError as e:
+                points[key] = {"busy": f"damaged: {e.short}"}
         elif status.state == "not started" and launch.measure(table) == "train":
             records = find_plan_records(results_dir) if records is None else records
             cpu, gpu = (plan.estimate(configs[key], configs[key].steps, records, b).seconds for b in plan.BACKENDS)
@@ -281,6 +311,11 @@ def check_launcher_flags() -> str:
 
 
 TRAINING_ONLY = ("steps", "batch_size", "learning_rate", "optimizer")  # flags the gradients table has no use for
+# Config fields this tool has a flag for (cell and seq_len as --cells and --seq_lens): an error names those flags,
+# and any other field as set by the preset
+OWN_FIELDS = {"cell": "cells", "seq_len": "seq_lens"} | {
+    name: name for name in (*TRAINING_ONLY, "task", "task_options", "num_seeds", "hidden_size")
+}
 
 
 def define_flags() -> None:

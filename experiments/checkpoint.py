@@ -1,5 +1,6 @@
 """Checkpoints of the whole train state with orbax (written to a temp dir, then renamed)."""
 
+import ast
 import logging
 import sys
 from collections.abc import Callable
@@ -14,6 +15,10 @@ from experiments import io
 from experiments.config import ConfigError
 
 UNREADABLE = "checkpoints_unreadable"  # where unreadable checkpoints are moved once an older one restored
+
+
+class ParamsMismatchError(ConfigError):
+    """A checkpoint whose parameters do not fit the cell as its code is now (not damaged: kept as it is)."""
 
 
 class _QuietOrbax(logging.Filter):
@@ -99,6 +104,12 @@ class Checkpoints:
         """
         unreadable = []
         for step in sorted(self._manager.all_steps(), reverse=True):
+            if mismatch := self.params_mismatch(step, like):
+                raise ParamsMismatchError(
+                    f"--{flag}={self._workdir}: checkpoint {step} holds parameters that do not match the cell as "
+                    f"its code is now ({mismatch}); the checkpoint is not damaged and is kept as it is: put the "
+                    f"cell's code back to resume it, or use a new --{flag} to train the changed cell"
+                )
             try:
                 state = self.restore(step, like)
             except Exception as e:  # noqa: BLE001 - orbax and tensorstore raise many kinds
@@ -119,6 +130,35 @@ class Checkpoints:
                 f"--{flag}={self._workdir}: no checkpoint restores (steps {steps} are damaged)"
                 + (remedy if flag == "workdir" else "")
             )
+        return None
+
+    def params_mismatch(self, step: int, like: Any) -> str | None:
+        """How the parameters saved at `step` differ from those of `like` (a state with a leading member axis):
+        a parameter added, gone, or of another shape; None when they match or when the checkpoint's metadata
+        cannot be read (restoring it then says what is wrong). Reads orbax's tree metadata, not the arrays."""
+        try:
+            tree = io.read_json(self._workdir / "checkpoints" / str(step) / "default" / "_METADATA")["tree_metadata"]
+            saved = {}
+            for key, meta in tree.items():
+                path = ast.literal_eval(key)
+                if path[0] == "params" and meta["value_metadata"].get("write_shape") is not None:
+                    saved["/".join(path[1:])] = tuple(meta["value_metadata"]["write_shape"][1:])
+        except (OSError, ValueError, KeyError, TypeError, SyntaxError, IndexError, AttributeError):
+            return None
+        if not saved:
+            return None
+        params = getattr(like, "params", None)
+        now = {
+            "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path): tuple(leaf.shape[1:])
+            for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
+        }
+        if added := sorted(now.keys() - saved.keys()):
+            return f"{added[0]} is new" + (f", and {len(added) - 1} more" if len(added) > 1 else "")
+        if gone := sorted(saved.keys() - now.keys()):
+            return f"{gone[0]} is gone" + (f", and {len(gone) - 1} more" if len(gone) > 1 else "")
+        for name in sorted(now):
+            if now[name] != saved[name]:
+                return f"{name} was saved with shape {saved[name]}, the cell now makes {now[name]}"
         return None
 
     def _quarantine(self, steps: list[int]) -> None:

@@ -9,6 +9,7 @@ trains with `train_and_evaluate` into `<workdir>/<cell>_T<T>/` (a rerun resumes 
 `comparison.csv` and `comparison_curves_T<T>.png` are written by the same report code as the tables.
 """
 
+import dataclasses
 import shlex
 import sys
 import time
@@ -18,10 +19,11 @@ from absl import flags
 
 from experiments.config import Config
 from experiments.flags import FLAGS, config_from_flags, define_config_flags, list_flag, run
-from experiments.sweep import Sweep, check_points, run_inline, write_report
+from experiments.sweep import Sweep, check_points, exit_on_signal, run_inline, write_report
 
 DEFAULTS = Config(task="adding", seq_len=100, hidden_size=64, batch_size=50, steps=2000, eval_every=100)
 NAME = "comparison"
+OWN_FIELDS = {f.name: f.name for f in dataclasses.fields(Config)} | {"cell": "cells"}  # the flags of each field
 
 
 def comparison_sweep(config: Config, cells: list[str]) -> Sweep:
@@ -34,7 +36,8 @@ def compare(config: Config, cells: list[str], workdir: str | Path) -> str:
     """Train `cells` under `config`; return the Markdown report (also written to the workdir)."""
     sweep = comparison_sweep(config, cells)
     points = sweep.points()
-    workdir = check_points(points, workdir, sweep.measure, flag="workdir")
+    with exit_on_signal("checking the cells; nothing was trained"):
+        workdir = check_points(points, workdir, sweep.measure, flag="workdir", own_flags=OWN_FIELDS)
     t0 = time.perf_counter()
     loaded = run_inline(sweep.measure, points, workdir, NAME)
     command = "python -m experiments.compare " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -47,8 +47,10 @@ def read_json(path: str | Path) -> Any:
 
 
 def append_jsonl(path: str | Path, records: list[dict[str, Any]]) -> None:
-    """Append records, one per line, and fsync; a kill loses at most the line being written."""
-    with open(path, "a") as f:
+    """Append records, one per line, and fsync; a kill loses at most the line being written. A symbolic link at
+    `path` is not followed (OSError): the log is a file of the run's own."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    with os.fdopen(fd, "a") as f:
         f.write("".join(json.dumps(r, sort_keys=True, default=_to_builtin) + "\n" for r in records))
         f.flush()
         os.fsync(f.fileno())

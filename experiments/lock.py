@@ -12,12 +12,17 @@ gets `WorkdirLockedError` after a quarter of a second of retries (`held_by`, whi
 retries instead of taking its workdir for busy). Works on local filesystems; on NFS, flock is
 emulated with fcntl byte-range locks by Linux >= 2.6.12, which a cluster launcher can rely on
 only where the NFS server supports locking.
+
+The lock file is opened without following a symbolic link (`O_NOFOLLOW`) and used only when it is a
+regular file with no other name (one link): a link or hard link planted at `<workdir>/.lock` would
+otherwise have the pid written into the file it points at. Such a lock is refused in one line.
 """
 
 import contextlib
 import errno
 import fcntl
 import os
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,10 +48,13 @@ def workdir_lock(workdir: str | os.PathLike, flag: str = "workdir") -> Iterator[
     another process (or another open of the same lock in this process) holds it."""
     path = Path(workdir) / LOCK_NAME
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
     except OSError as e:
-        raise ConfigError(f"--{flag}={workdir}: cannot open its lock file {path} ({e.strerror})") from None
+        why = "it is a symbolic link" if e.errno == errno.ELOOP else e.strerror
+        raise ConfigError(f"--{flag}={workdir}: cannot open its lock file {path} ({why}); move it away") from None
     try:
+        if why := _not_own_file(fd):
+            raise ConfigError(f"--{flag}={workdir}: refusing its lock file {path} ({why}); move it away")
         for attempt in range(RETRIES):
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -65,14 +73,27 @@ def workdir_lock(workdir: str | os.PathLike, flag: str = "workdir") -> Iterator[
         os.close(fd)  # releases the lock
 
 
+def _not_own_file(fd: int) -> str | None:
+    """Why the open lock file `fd` is not one the lock may write its pid into (None when it may)."""
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        return "it is not a regular file"
+    if info.st_nlink > 1:
+        return f"it is a hard link: the file has {info.st_nlink} names"
+    return None
+
+
 def held_by(workdir: str | os.PathLike) -> int | None:
     """Whether a process holds `workdir`'s lock, without waiting: None if none does, else the holder's pid
-    (0 while it has not written it yet). Takes the lock, shared, for an instant when it is free."""
+    (0 while it has not written it yet). Takes the lock, shared, for an instant when it is free. A lock file
+    that no run could hold (a link, a FIFO, ...) is held by none."""
     try:
-        fd = os.open(Path(workdir) / LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(Path(workdir) / LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
-        return None  # no lock file: nothing ever ran there
+        return None  # no lock file (nothing ever ran there), or a link: no run holds it
     try:
+        if _not_own_file(fd):
+            return None
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except OSError as e:

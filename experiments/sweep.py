@@ -17,6 +17,7 @@ import csv
 import dataclasses
 import io as _io
 import itertools
+import json
 import math
 import os
 import re
@@ -24,13 +25,13 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
 
 import numpy as np
 
-from experiments import io
+from experiments import io, schema
 from experiments.config import Config, ConfigError, check_workdir
 from experiments.lock import WorkdirLockedError, workdir_lock
 from experiments.report import fmt, markdown_table, mean_std
@@ -190,10 +191,15 @@ def check_points(
     measure: str,
     read_only: bool = False,
     flag: str = "results_dir",
+    own_flags: Mapping[str, str] | None = None,
 ) -> Path:
     """Every point before the first one trains: its config (an error names --cells or --seq_lens), its
     folder, and a run already there with other settings (refused, as `experiments.train` would). Returns
-    `out_dir` (the --`flag`), created once every point is valid; `read_only` (--status) creates and refuses nothing."""
+    `out_dir` (the --`flag`), created once every point is valid; `read_only` (--status) creates and refuses nothing.
+
+    Errors name the tool's flags: --`flag` for the folder, and a Config field by its flag when `own_flags`
+    ({field: the tool's flag for it}; None: every field is a flag of its name) has one, else as the sweep's
+    setting."""
     cells = list(dict.fromkeys(c.cell for c in points.values()))
     for key, config in points.items():
         try:
@@ -209,13 +215,51 @@ def check_points(
         if not str(out_dir).strip() or Path(out_dir).is_file():
             raise ConfigError(f"--{flag}={str(out_dir)!r}: must name a folder")
         return Path(out_dir)
-    from experiments.train import check_resumable
+    from experiments.train import check_layout, check_resumable
 
     out_dir = check_workdir(out_dir, flag)
-    if measure != "gradients":
-        for key, config in points.items():
-            check_resumable(config, point_dir(out_dir, key))
+    for key, config in points.items():
+        workdir = point_dir(out_dir, key)
+        if (workdir.exists() or workdir.is_symlink()) and not workdir.is_dir():
+            raise ConfigError(f"--{flag}={out_dir}: {workdir} is a file where a grid point's folder goes; move it away")
+        if measure == "gradients":
+            check_layout(config, workdir, flag=flag, gradients=True)
+        else:
+            check_resumable(config, workdir, flag=flag, field_name=_field_namer(own_flags))
     return out_dir
+
+
+def _field_namer(own_flags: Mapping[str, str] | None) -> Callable[[str], str]:
+    """How an error names a Config field in a sweep: by the tool's flag for it (--steps, --cells), else as a
+    setting of the sweep (`eval_every (set by the sweep, not a flag)`)."""
+
+    def name(field: str) -> str:
+        if own_flags is None or field in own_flags:
+            return f"--{field if own_flags is None else own_flags[field]}"
+        return f"{field} (set by the sweep, not a flag)"
+
+    return name
+
+
+@contextlib.contextmanager
+def exit_on_signal(doing: str) -> Iterator[None]:
+    """SIGTERM/SIGINT while `doing` (checking or reading points, before a sweep installs its own stop): one line on
+    stderr, exit code 128 + signal. What was being written is intact (every write is atomic)."""
+
+    def stop(signum: int, frame: Any) -> NoReturn:
+        signal.signal(signum, signal.SIG_IGN)  # a second one while exiting changes nothing
+        print(f"error: {signal.Signals(signum).name} received while {doing}; rerun the same command", file=sys.stderr)
+        sys.exit(128 + signum)
+
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+            previous[sig] = signal.signal(sig, stop)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_point(measure: str, config: Config, workdir: Path) -> dict[str, Any]:
@@ -228,8 +272,13 @@ def run_point(measure: str, config: Config, workdir: Path) -> dict[str, Any]:
     from experiments.train import train_and_evaluate
 
     if finished(measure, config, workdir):
+        try:
+            point = load_point(measure, workdir, task_of(config))
+        except schema.DamagedError as e:
+            print(f"  {workdir.name}: finished earlier, skipped: damaged: {e.short}", flush=True)
+            return {"busy": f"damaged: {e.short}"}
         print(f"  {workdir.name}: finished earlier, skipped", flush=True)
-        return load_point(measure, workdir)
+        return point
     t0, stopped_by, trained = time.perf_counter(), None, None
     try:
         if measure == "gradients":
@@ -243,9 +292,9 @@ def run_point(measure: str, config: Config, workdir: Path) -> dict[str, Any]:
         return {"busy": f"being trained by another process (pid {pid})"}
     if trained == 0 and not stopped_by:  # another process finished it between the check above and the lock
         print(f"  {workdir.name}: finished by another process meanwhile, skipped", flush=True)
-        return load_point(measure, workdir)
+        return load_point(measure, workdir, task_of(config))
     print(f"  {workdir.name}: {time.perf_counter() - t0:.0f}s", flush=True)
-    return {**load_point(measure, workdir), "stopped_by": stopped_by}
+    return {**load_point(measure, workdir, task_of(config)), "stopped_by": stopped_by}
 
 
 def _measure_gradients(config: Config, workdir: Path) -> None:
@@ -261,34 +310,57 @@ def _measure_gradients(config: Config, workdir: Path) -> None:
 
 
 def finished(measure: str, config: Config, workdir: Path) -> bool:
-    """Whether `workdir` holds this config's finished point (a damaged file means unfinished: it resumes)."""
+    """Whether `workdir` holds this config's finished point (a damaged file means unfinished: `load_point`
+    and `experiments.train.check_resumable` say what is wrong with it)."""
     done = workdir / ("diagnostics.jsonl" if measure == "gradients" else "results.json")
-    saved, results = read_dict(workdir / "config.json"), read_dict(done) if measure != "gradients" else {}
-    if saved is None or results is None or not done.exists() or Config.from_dict(saved) != config:
+    saved = read_dict(workdir / "config.json")
+    if saved is None or not done.is_file() or _config_of(saved) != config:
         return False
-    return measure == "gradients" or results.get("steps_done", -1) >= config.steps
+    if measure == "gradients":
+        return True
+    try:
+        return schema.read_results(done)["steps_done"] >= config.steps
+    except (OSError, schema.DamagedError):
+        return False
+
+
+def _config_of(saved: dict) -> Config | None:
+    """The Config a config.json holds; None when it does not hold one (a field of the wrong type)."""
+    try:
+        return Config.from_dict(schema.check_config(saved))
+    except (TypeError, ValueError):
+        return None
 
 
 def read_dict(path: Path) -> dict | None:
-    """A JSON object from `path`; None if it is missing, damaged or not an object."""
+    """A JSON object from `path`; None if it is missing, damaged or not an object (or not a regular file)."""
     try:
-        value = io.read_json(path)
-    except (OSError, ValueError):
+        value = json.loads(schema.read_text(path))
+    except (OSError, ValueError, RecursionError):  # schema.DamagedError is a ValueError
         return None
     return value if isinstance(value, dict) else None
 
 
-def load_point(measure: str, workdir: Path) -> dict[str, Any]:
-    diag = io.read_jsonl(workdir / "diagnostics.jsonl")
-    first = min((r["step"] for r in diag), default=0)
+def load_point(measure: str, workdir: Path, task: Task | None = None) -> dict[str, Any]:
+    """A point's files, checked (`experiments.schema`; `task`: the metrics its results must hold, from the
+    sweep's own config): its results and metrics records (trained points) and its gradient diagnostics at
+    initialisation (step 0) and at the last step recorded after it. `schema.DamagedError` if a file is damaged.
+
+    Diagnostics recorded from a later step only (a run resumed with --diag_every turned on) have no "init"."""
+    diag = schema.read_records(workdir / "diagnostics.jsonl", schema.check_diagnostics_record)
     last = max((r["step"] for r in diag), default=0)
     point = {
-        "diag_init": [r for r in diag if r["step"] == first],
-        "diag_end": [r for r in diag if r["step"] == last and last > first],
+        "diag_init": [r for r in diag if r["step"] == 0],
+        "diag_end": [r for r in diag if r["step"] == last and last > 0],
     }
     if measure != "gradients":
-        point["results"] = io.read_json(workdir / "results.json")
-        point["metrics"] = io.read_jsonl(workdir / "metrics.jsonl")
+        metrics = (task.headline, *task.table_metrics) if task else ()
+        point["results"] = schema.read_results(workdir / "results.json", metrics)
+        point["metrics"] = schema.read_records(
+            workdir / "metrics.jsonl", lambda r: schema.check_metrics_record(r, metrics[:1])
+        )
+        if not point["metrics"]:
+            raise schema.DamagedError(workdir / "metrics.jsonl", "no records")
     return point
 
 
@@ -345,14 +417,15 @@ def best_members(results: dict[str, Any]) -> list[dict[str, Any]]:
     return seeds
 
 
-def metric_entry(results: dict[str, Any], task: Task | None = None) -> str:
+def metric_entry(results: dict[str, Any], task: Task) -> str:
     """'mean ± std' of the task's headline metric, its table metrics, the solved fraction (and median step to
-    solve), divergences, and the learning rate chosen on the validation split when the run swept several."""
-    task = task or make_task(results["task"], results["seq_len"], results.get("config", {}).get("task_options", ""))
+    solve), divergences, and the learning rate chosen on the validation split when the run swept several.
+
+    `task` comes from the sweep's own config, never from the names in `results` (reading results runs no code)."""
     seeds = best_members(results)
     parts = [mean_std([s["final"][task.headline] for s in seeds])]
     parts += [f"{_short(k)} {mean_std([s['final'][k] for s in seeds])}" for k in task.table_metrics]
-    solved = [s["solved_at_step"] for s in seeds if s["solved"]]
+    solved = [s["solved_at_step"] for s in seeds if s["solved"] and s["solved_at_step"] is not None]
     parts.append(f"solved {len(solved)}/{len(seeds)}" + (f" @ {int(np.median(solved))}" if solved else ""))
     diverged = [s["diverged_at_step"] for s in seeds if s["diverged_at_step"] is not None]
     if diverged:
@@ -366,7 +439,7 @@ def _short(key: str) -> str:
     return key.replace("_accuracy", " acc").replace("recall acc", "recall")
 
 
-def point_entry(point: dict[str, Any], first_line: bool = False, task: Task | None = None) -> str:
+def point_entry(point: dict[str, Any], task: Task, first_line: bool = False) -> str:
     """A trained point's `metric_entry`, marked when the point is not finished: another process is
     training it, it stopped before its last step (never shown as if it had finished), or — a point with
     nothing to show, {"busy": why} — it is running, failed or has not started."""
@@ -381,12 +454,16 @@ def point_entry(point: dict[str, Any], first_line: bool = False, task: Task | No
     return entry
 
 
-def _grad_entry(diag: list[dict]) -> str:
+def _grad_entry(diag: list[dict], point: dict | None = None) -> str:
+    """The diagnostics records of one phase of a point; those of the end phase name their step when it is not
+    the point's last (--diag_every that does not divide --steps, or changed on resume)."""
     if not diag:
         return "-"
     decay = mean_std([r["carry"]["decay_rate"] for r in diag], 2)
     horizon = mean_std([r["carry"]["horizon"] for r in diag], 2)
-    return f"{decay} dec/step, horizon {horizon}"
+    step, done = diag[0]["step"], (point or {}).get("results", {}).get("steps_done")
+    at = f" (at step {step})" if step and done is not None and done != step else ""
+    return f"{decay} dec/step, horizon {horizon}{at}"
 
 
 # ---------------------------------------------------------------- the report
@@ -446,13 +523,13 @@ def render(
             f"## Final held-out {headline_label(task)}{extra}, mean ± std over seeds", "",
             f"Task `{sweep.task}`{_options(first)}; solved: {task.solved_rule}.", "",
         ]  # fmt: skip
-        table_rows = [[r, *(point_entry(points[PointKey(r, T)], task=task_of(configs[PointKey(r, T)])) for T in lens)]
+        table_rows = [[r, *(point_entry(points[PointKey(r, T)], task_of(configs[PointKey(r, T)])) for T in lens)]
                       for r in rows]  # fmt: skip
         out += [markdown_table(["cell", *cols], table_rows), ""]
-    if any(p.get("diag_init") for p in points.values()):
+    if any(p.get("diag_init") or p.get("diag_end") for p in points.values()):
         out += ["## Gradient decay of ||dL/dh_t|| (fitted decades per step; horizon in steps, 1% of max)", ""]
         phases = [("init", "diag_init")] + ([("end", "diag_end")] if sweep.measure != "gradients" else [])
-        grad_rows = [[r, phase, *(_grad_entry(_reported(points[PointKey(r, T)], key)) for T in lens)]
+        grad_rows = [[r, phase, *(_grad_entry(_reported(p, key), p) for p in (points[PointKey(r, T)] for T in lens))]
                      for r in rows for phase, key in phases]  # fmt: skip
         out += [markdown_table(["cell", "when", *cols], grad_rows), ""]
     cells = {k: configs[k].cell for k in keys}
@@ -463,7 +540,7 @@ def render(
         pub_rows = []
         for r in published:
             ours = [
-                f"T={k.seq_len}: " + point_entry(points[k], first_line=True).replace("<br>", " ")
+                f"T={k.seq_len}: " + point_entry(points[k], task_of(configs[k]), first_line=True).replace("<br>", " ")
                 for k in keys
                 if matches(r, cells[k], k.seq_len)
             ]

@@ -12,10 +12,11 @@ synchronously: no background thread or queue per seed,
 and each logging step is flushed (and fsynced) before training goes on, so a killed run loses
 nothing it logged.
 
-A resumed run appends a new event file to each seed's folder, starting with the `purge_step`
-marker tensorboardX's SummaryWriter writes: TensorBoard then hides the points an interrupted
-process logged after the checkpoint the run resumed from, and which the resumed run logs again.
-Readers that ignore that marker (`read_scalars` below keeps every event) see those steps twice.
+Each process that trains a run writes a new event file per member. Before it logs anything,
+`TensorBoardLog.start` removes what earlier processes logged after the step it trains from (all of it, for a
+rerun from step 0), as metrics.jsonl is cut back: after any number of kills and reruns each step appears once, for
+TensorBoard and for any reader of the files. The events kept are rewritten into the oldest event file
+(atomically), and the others are removed; a kill in between leaves copies that the next start removes.
 
 tensorboardX is imported on first use, with PyTorch hidden from it: its package imports PyTorch when
 that is installed (1.1 s here) for tensor types this module never passes it.
@@ -65,12 +66,15 @@ class TensorBoardLog:
     def __init__(self, workdir: str | Path, sweep: bool = False):
         self.workdir = Path(workdir)
         self.sweep = sweep
-        self.purge_step: int | None = None
         self._writers: dict[tuple[int, float | None], Any] = {}  # (seed, rate) -> tensorboardX EventsWriter
 
-    def resume(self, step: int) -> None:
-        """This process continues a run from `step`: events after it, logged by earlier processes, are orphans."""
-        self.purge_step = step + 1 if step else None
+    def start(self, step: int) -> None:
+        """This process trains from `step` (0: from scratch, logging step 0 again): remove the events earlier
+        processes logged after `step` (from 0: all of them), and any logged twice, in every run folder."""
+        folder = self.workdir / FOLDER
+        if folder.is_dir():
+            for run in sorted({p.parent for p in _event_files(folder, "**/")}):
+                keep_until(run, step if step else -1)
 
     def _writer(self, seed: int, learning_rate: float | None) -> Any:
         key = (seed, learning_rate)
@@ -80,9 +84,6 @@ class TensorBoardLog:
             folder.mkdir(parents=True, exist_ok=True)
             # time in ns: two processes within one second (a quick resume) get two files, in order
             writer = tbx.EventsWriter(str(folder / "events"), f".{time.time_ns()}.{os.getpid()}")
-            if self.purge_step is not None:
-                start = tbx.SessionLog(status=tbx.SessionLog.START)
-                writer.write_event(tbx.Event(wall_time=time.time(), step=self.purge_step, session_log=start))
             self._writers[key] = writer
         return self._writers[key]
 
@@ -105,25 +106,69 @@ class TensorBoardLog:
         self._writers.clear()
 
 
-def read_scalars(folder: str | Path) -> dict[str, list[tuple[int, float]]]:
-    """Every scalar in the event files of one run folder, as {tag: [(step, value), ...]} in file order.
+def _records(path: Path) -> list[tuple[bytes, Any]]:
+    """(the record's bytes, its Event) of each whole record of an event file, in order.
 
-    Reads the TFRecord framing (length, crc, Event proto, crc) with tensorboardX's protobufs; a torn
-    last record (a killed writer) ends that file."""
+    The TFRecord framing: length (8 bytes), its crc (4), the Event proto, its crc (4). A torn last record
+    (a killed writer) ends the file, and so does one that does not parse."""
     import struct
 
+    from google.protobuf.message import DecodeError
+
     Event = _tbx().Event
-    scalars: dict[str, list[tuple[int, float]]] = {}
-    for path in sorted(Path(folder).glob("events.out.tfevents.*")):
-        data = path.read_bytes()
-        offset = 0
-        while offset + 12 <= len(data):
-            (length,) = struct.unpack("Q", data[offset : offset + 8])
-            start, end = offset + 12, offset + 12 + length
-            if end + 4 > len(data):
-                break
+    data, offset, found = path.read_bytes(), 0, []
+    while offset + 12 <= len(data):
+        (length,) = struct.unpack("Q", data[offset : offset + 8])
+        start, end = offset + 12, offset + 12 + length
+        if end + 4 > len(data):
+            break
+        try:
             event = Event.FromString(data[start:end])
-            offset = end + 4
+        except DecodeError:
+            break
+        found.append((data[offset : end + 4], event))
+        offset = end + 4
+    return found
+
+
+def _event_files(folder: Path, under: str = "") -> list[Path]:
+    """The event files in `folder` (`under="**/"`: and below it), in name order: regular files only, never a
+    link (whose target is not the run's) nor anything else that bears the name."""
+    return sorted(p for p in folder.glob(f"{under}events.out.tfevents.*") if p.is_file() and not p.is_symlink())
+
+
+def keep_until(folder: str | Path, last: int) -> None:
+    """Keep, of the scalars in one run folder's event files, those at steps <= `last`, each (tag, step) once
+    (the first logged): rewrite them into the oldest file, whole records copied as they are, and remove the
+    other files. Nothing is rewritten when nothing is to be removed."""
+    from experiments import io
+
+    paths = _event_files(Path(folder))
+    files = [_records(p) for p in paths]
+    kept, seen, header = [], set(), None
+    for records in files:
+        for raw, event in records:
+            if event.HasField("file_version"):
+                header = header or raw
+                continue
+            keys = {(v.tag, event.step) for v in event.summary.value}
+            if event.step <= last and keys and not keys & seen:
+                kept.append(raw)
+                seen |= keys
+    if len(paths) <= 1 and sum(len(r) for r in files) == len(kept) + (header is not None):
+        return  # one file, nothing after `last`, nothing twice
+    if kept:
+        io.atomic_write(paths[0], lambda f: f.write(b"".join([header or b"", *kept])), mode="wb")
+    for path in paths[1:] if kept else paths:
+        path.unlink(missing_ok=True)
+
+
+def read_scalars(folder: str | Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar in the event files of one run folder, as {tag: [(step, value), ...]} in file order (a torn
+    last record, from a killed writer, ends its file)."""
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for path in _event_files(Path(folder)):
+        for _, event in _records(path):
             for value in event.summary.value:
                 scalars.setdefault(value.tag, []).append((event.step, float(value.simple_value)))
     return scalars

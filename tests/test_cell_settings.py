@@ -33,7 +33,7 @@ def test_indrnn_initial_recurrent_weights_and_declared_bound():
     params = cell.init(jax.random.PRNGKey(0), cell.initialize_carry(jax.random.PRNGKey(1), x.shape), x)["params"]
     first, last = (np.asarray(params[f"layers_{i}"]["recurrent_weight"]) for i in range(2))
     b = 2 ** (1 / T)
-    assert 0 <= first.min() and first.max() <= 1 and abs(first.mean() - 0.5) < 0.02  # U[0, 1]
+    assert first.min() >= 0 and first.max() <= 1 and abs(first.mean() - 0.5) < 0.02  # U[0, 1]
     assert 1 / b <= last.min() and last.max() <= b and abs(last.mean() - 1) < 1e-4  # U[1/b, b]
     assert param_bounds(cell) == {"recurrent_weight": b}
     assert param_bounds(make_cell("indrnn", 8)) == {}

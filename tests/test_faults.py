@@ -264,17 +264,18 @@ def test_tables_skips_a_point_another_process_trains_and_marks_it(tmp_path, caps
         result = sweep.run_point("train", CFG, point)
     assert result == {"busy": f"being trained by another process (pid {os.getpid()})"}
     assert "gru_T8: skipped" in capsys.readouterr().out and not (point / "config.json").exists()
-    assert sweep.point_entry(result) == f"- (being trained by another process (pid {os.getpid()}))"
+    assert sweep.point_entry(result, sweep.task_of(CFG)) == f"- (being trained by another process (pid {os.getpid()}))"
 
 
 # ----------------------------------------------------------------------------- 6: stopping a sweep
 
 
 def test_a_part_trained_point_is_marked_in_the_table(reference):
-    results = {**reference[1], "steps_done": 20, "finished": False}
-    assert sweep.point_entry({"results": results}).startswith("**part-trained: 20/60 steps**<br>")
-    assert sweep.point_entry({"results": results}, first_line=True).startswith("**part-trained: 20/60 steps**<br>")
-    assert "part-trained" not in sweep.point_entry({"results": reference[1]})
+    results, task = {**reference[1], "steps_done": 20, "finished": False}, sweep.task_of(CFG)
+    assert sweep.point_entry({"results": results}, task).startswith("**part-trained: 20/60 steps**<br>")
+    first = sweep.point_entry({"results": results}, task, first_line=True)
+    assert first.startswith("**part-trained: 20/60 steps**<br>")
+    assert "part-trained" not in sweep.point_entry({"results": reference[1]}, task)
 
 
 @pytest.mark.slow

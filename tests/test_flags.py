@@ -77,7 +77,8 @@ def test_a_damaged_config_json_is_one_line_naming_the_file(tmp_path, content):
     with pytest.raises(ConfigError) as e:
         check_resumable(Config(), tmp_path)
     message = str(e.value)
-    assert message.startswith(f"--workdir={tmp_path}: {path} is damaged") and "\n" not in message
+    kind = "a folder where the run keeps a file" if content is None else "damaged"
+    assert message.startswith(f"--workdir={tmp_path}: {path} is {kind}") and "\n" not in message
 
 
 def test_cells_errors_name_cells():

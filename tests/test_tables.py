@@ -9,6 +9,7 @@ import pytest
 
 from benchmarks.presets import PRESETS
 from experiments.sweep import PUBLISHED, matches, metric_entry
+from tasks import make_task
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,7 +84,7 @@ def test_metric_entry_marks_solved_and_diverged_seeds():
             {"final": {"loss": 0.2}, "solved": False, "solved_at_step": None, "diverged_at_step": 17},
         ],
     }
-    entry = metric_entry(results)
+    entry = metric_entry(results, make_task("adding", 100))
     assert "solved 2/3 @ 500" in entry and "1 diverged** (step 17)" in entry
 
 
@@ -99,7 +100,7 @@ def test_a_rate_sweep_is_reported_at_its_best_rate_with_the_rate_shown():
         "best_learning_rate": 1e-2,  # chosen on the validation split by experiments.train
         "seeds": [member(0, 1e-3, 0.1), member(1, 1e-3, 0.12), member(0, 1e-2, 0.004), member(1, 1e-2, 0.002)],
     }
-    entry = metric_entry(results)
+    entry = metric_entry(results, make_task("adding", 100))
     assert entry.startswith("0.003 ± 0.001<br>solved 2/2 @ 300") and entry.endswith("best lr 0.01 of 0.001, 0.01")
 
 
