@@ -96,7 +96,7 @@ def test_learning_rates_parse_and_round_trip():
         saved = json.loads(json.dumps(config.to_dict()))
         assert Config.from_dict(saved) == config and Config.from_dict(saved).to_dict() == config.to_dict()
     assert json.loads(json.dumps(SWEEP.to_dict()))["learning_rate"] == [1e-3, 1e-2]  # config.json: a list
-    for old in sorted((ROOT / "results").rglob("config.json"))[:3]:  # committed runs from before sweeps
+    for old in sorted((ROOT / "results" / "quick").rglob("config.json"))[:3]:  # committed runs from before sweeps
         saved = io.read_json(old)
         assert (
             isinstance(saved["learning_rate"], float)
