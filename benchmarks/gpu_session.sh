@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Everything the project measures on a lent GPU (minutes of it), in one run; reports go to $OUT (default
 # runs/gpu) as they are produced, and each part ends before DEADLINE seconds:
-#  1. the long adding points that need a GPU, trained with the local launcher for TRAIN_S seconds, then
-#     stopped with SIGTERM (each worker checkpoints and writes results.json) and packed, checkpoints included
-#     when they fit, into $OUT/adding_gpu.tgz: unpack it in the repo and run the same tables command to resume;
+#  1. the training points that need a GPU: TRAIN_ARGS, one or more `benchmarks.tables` argument lists separated
+#     by '|', each a local launcher with its own --workers, all at once for TRAIN_S seconds, then stopped with
+#     SIGTERM (each worker checkpoints and writes results.json); what they wrote, checkpoints included, comes back
+#     as $OUT/train.tgz.part-* (15 MB each): `cat train.tgz.part-* | tar xz`, then the same tables command resumes;
+#     a few workers train more than many (docs/cluster.md: "How many workers share one card");
 #  2. speed: the LSTM against PyTorch's cuDNN LSTM at B=50 T=1000 H=128 and B=128 T=520 H=256, and the seeds
 #     table (N = 1, 32, 256 seeds in one vmapped program vs one after another, and vmapped through the step scan
 #     instead of the fused kernel), at --matmul_precision=highest
@@ -11,7 +13,8 @@
 #  3. the non-slow test suite on the GPU, when TEST_S > 0.
 #   bash benchmarks/gpu_session.sh                                   # on a GPU machine
 #   SETTINGS=24x24x8 SEEDS_SETTING=4x12x8 SEEDS=1,2 RESULTS=/tmp/rehearsal TRAIN_ARGS="--table=adding
-#     --preset=quick --cells=rnn,gru --seq_lens=20 --steps=50 --results_dir=/tmp/rehearsal" TRAIN_S=60 \
+#     --preset=smoke --results_dir=/tmp/rehearsal --workers=1|--table=copy --preset=smoke
+#     --results_dir=/tmp/rehearsal --workers=1" TRAIN_S=60 \
 #     bash benchmarks/gpu_session.sh                                 # rehearsal on CPU
 set -uo pipefail
 export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
@@ -23,7 +26,6 @@ DEADLINE=${DEADLINE:-570}  # seconds from the start by which everything has ende
 # it starts them from scratch. Unpack the archive into a scratch folder and move its points into place.
 TRAIN_ARGS=${TRAIN_ARGS-"--table=adding --preset=long --seq_lens=2000,5000 --results_dir=results/long --workers=6"}
 TRAIN_S=${TRAIN_S:-300}
-WORKERS=${WORKERS:-3}
 RESULTS=${RESULTS:-results}  # where TRAIN_ARGS's tables write
 PRECISIONS=${PRECISIONS-highest default}  # of the speed part; PRECISIONS= skips it
 SETTINGS=${SETTINGS:-50x1000x128,128x520x256}
