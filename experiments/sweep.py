@@ -526,6 +526,7 @@ def render(
         table_rows = [[r, *(point_entry(points[PointKey(r, T)], task_of(configs[PointKey(r, T)])) for T in lens)]
                       for r in rows]  # fmt: skip
         out += [markdown_table(["cell", *cols], table_rows), ""]
+        out += _memoryless_line(first, lens)
     if any(p.get("diag_init") or p.get("diag_end") for p in points.values()):
         out += ["## Gradient decay of ||dL/dh_t|| (fitted decades per step; horizon in steps, 1% of max)", ""]
         phases = [("init", "diag_init")] + ([("end", "diag_end")] if sweep.measure != "gradients" else [])
@@ -550,6 +551,23 @@ def render(
                              "; ".join(ours) or "-"])  # fmt: skip
         out += [markdown_table(["source", "cell", "T", "published", "their setting", "ours"], pub_rows), ""]
     return "\n".join(out)
+
+
+def _memoryless_line(config: Config, lens: list[int]) -> list[str]:
+    """What the task's memoryless predictor scores on the held-out test set the table reports, per T: a finite
+    set's own baseline differs from the analytic one (adding, 500 sequences at T=1000: 0.1585, not 1/6), so a
+    ratio near 1 there is no progress. [] for a task without a memoryless predictor (`Task.memoryless_outputs`)."""
+    import jax.numpy as jnp
+
+    scores = []
+    for T in lens:
+        task = task_of(config.replace(seq_len=T))
+        inputs, targets = task.held_out("test", config.eval_size)
+        outputs = task.memoryless_outputs(inputs)
+        if outputs is None:
+            return []
+        scores.append(f"T={T} {float(jnp.mean(task.per_example_loss(outputs, targets))):.4g}")
+    return [f"The memoryless predictor on this held-out test set: {', '.join(scores)} ({task.metric_name}).", ""]
 
 
 def _of_reported(results: dict[str, Any], records: list[dict]) -> list[dict]:

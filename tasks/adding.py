@@ -41,5 +41,9 @@ class Adding(Task):
         inputs = jnp.stack([values, marks], axis=-1)
         return inputs, jnp.sum(values * marks, axis=1)
 
+    def memoryless_outputs(self, inputs: jax.Array) -> jax.Array:
+        """Always 1, the mean of the target (B, 1)."""
+        return jnp.ones((inputs.shape[0], 1), inputs.dtype)
+
     def per_example_loss(self, outputs: jax.Array, targets: jax.Array) -> jax.Array:
         return (outputs[:, 0] - targets) ** 2

@@ -77,6 +77,12 @@ class Task:
             raise ValueError(f"split must be one of {', '.join(HELD_OUT_KEYS)}; got {split!r}")
         return self.sample(jax.random.PRNGKey(HELD_OUT_KEYS[split]), size)
 
+    def memoryless_outputs(self, inputs: jax.Array) -> jax.Array | None:
+        """What the memoryless predictor of `baseline` outputs for a batch, as the model's outputs, or None
+        when the task does not say (tables then print only the analytic baseline)."""
+        del inputs
+        return None
+
     def per_example_loss(self, outputs: jax.Array, targets: jax.Array) -> jax.Array:
         """Loss of each sequence, shape (B,)."""
         raise NotImplementedError

@@ -63,3 +63,12 @@ def test_plan_lines_count_remaining_steps_and_totals(tmp_path: Path):
     assert f"{config.steps - 5} steps (from 5)" in lines[0] and "[recorded" in lines[0]
     assert "finished" in lines[1]
     assert lines[-1].startswith("in all") and "gpu - (+1 points without a record)" in lines[-1]
+
+
+def test_tables_print_the_held_out_sets_own_memoryless_score():
+    """Adding's held-out set of 500 sequences at T=1000 scores 0.1585 for the memoryless predictor, not 1/6."""
+    from experiments.sweep import _memoryless_line
+
+    line = _memoryless_line(Config(task="adding", eval_size=500), [1000])[0]
+    assert "T=1000 0.1585" in line and "(MSE)" in line
+    assert _memoryless_line(Config(task="copy", eval_size=8), [5]) == []  # copy says nothing: no line
