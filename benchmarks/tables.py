@@ -3,7 +3,8 @@
     python -m benchmarks.tables --table=adding --preset=quick
     python -m benchmarks.tables --table=copy --preset=paper --cells=lstm --seq_lens=100,200
     python -m benchmarks.tables --table=selective_copy --preset=quick --learning_rate=3e-4,1e-3,3e-3
-    python -m benchmarks.tables --task=my_pkg.tasks:MyTask --cells=lstm,gru --seq_lens=50,100
+    python -m benchmarks.tables --task=path/to/my_task.py:MyTask --cells=lstm,ugrnn=path/to/ugrnn.py:UGRNN
+    python -m benchmarks.tables --reproduce=results/quick/adding --steps=200 --num_seeds=1
 
 A table is a `Sweep` of `benchmarks/presets.py` (data: the grid in Config fields, by keyword), trained
 point by point by `experiments.sweep`: all seeds of a point in one program (`--num_seeds`, vmapped),
@@ -11,10 +12,18 @@ with gradient diagnostics at initialisation and at the end; `gradients` measures
 initialisation only. A table named after a task, registered or `--task=package.module:Class`, that the
 preset does not list uses the preset's `default` sweep with that task: the report renders from what
 the task declares, so a new task needs no edit here. Each point is a workdir under
-`<results_dir>/<table>/`; a finished one is skipped and an unfinished one resumes, so a sweep killed
-midway loses nothing. Writes `<table>.md`, `<table>.csv` and PNG plots; published figures come from
-`results/published.csv`. `--learning_rate=a,b,c` trains every rate in each point's program and
-reports each cell at its best rate on the validation split.
+`<results_dir>/<table>/` (default `runs/tables/<preset>/<table>/`); a finished one is skipped and an
+unfinished one resumes, so a sweep killed midway loses nothing. Writes `<table>.md`, `<table>.csv` and
+PNG plots, and ends with the paths it wrote; published figures come from `results/published.csv`.
+`--learning_rate=a,b,c` trains every rate in each point's program and reports each cell at its best
+rate on the validation split.
+
+Committed results are never changed unless named: a table folder holding files git tracks is
+refused without `--overwrite_tracked`. A launch records its flags in `<results_dir>/<table>/sweep.json`:
+the header's "Command:" is that training command (every override; `PYTHONPATH` when a plug-in was
+imported through it), `--status` and `--render_only` read the flags from there, and
+`--reproduce=<table folder>` retrains a table (committed or not) into a work folder, at the `--steps`
+and `--num_seeds` given (at most the table's), and prints ours beside its numbers (`benchmarks/reproduce.py`).
 
 `--launcher=local --workers=N` trains the points in N worker processes, `--launcher=slurm` submits
 them as a Slurm job array, and `--status` says what each point is doing (`benchmarks/launch.py`).
@@ -23,6 +32,7 @@ them as a Slurm job array, and `--status` says what each point is doing (`benchm
 import os
 import re
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +42,7 @@ from absl import flags
 
 from benchmarks import launch, plan
 from benchmarks.presets import PRESETS
+from experiments import io
 from experiments.config import Config, ConfigError, check_workdir, parse_learning_rates
 from experiments.flags import int_list_flag, list_flag, run
 from experiments.schema import DamagedError
@@ -47,9 +58,16 @@ from experiments.sweep import (
     task_of,
     write_report,
 )
+from plugins import is_file_spec
 from tasks import TASKS
 
 COMMITTED_RESULTS = Path(__file__).resolve().parent.parent / "results"
+RECORD = "sweep.json"  # in <results_dir>/<table>/: the flags of the launch, for --status, --render_only, --reproduce
+# the flags that define a sweep (recorded at launch, read back by --status, --render_only and --reproduce)
+SWEEP_FLAGS = ("table", "preset", "task", "task_options", "cells", "seq_lens", "num_seeds", "steps", "hidden_size",
+               "batch_size", "learning_rate", "optimizer")  # fmt: skip
+# how a command ran, not what it trains
+NOT_RECORDED = ("render_only", "status", "plan", "overwrite_tracked", "reproduce")
 
 
 def table_name(table: str | None, task: str | None) -> str:
@@ -86,12 +104,127 @@ def sweep_from_flags(preset: str, table: str, task: str | None) -> Sweep:
     if F.learning_rate is not None:
         overrides["learning_rate"] = parse_learning_rates(F.learning_rate)
     sweep = sweep.with_fields(**overrides)
-    grid = dict(sweep.grid)
+    grid, names = dict(sweep.grid), dict(sweep.names)
     if F.cells is not None:
-        grid["cell"] = tuple(list_flag(F.cells, "cells"))
+        cells = cells_flag(F.cells)
+        grid["cell"] = tuple(cells)
+        names.update({spec: name for spec, name in cells.items() if name != spec})
     if F.seq_lens is not None:
         grid["seq_len"] = tuple(int_list_flag(F.seq_lens, "seq_lens"))
-    return sweep.replace(grid=grid)
+    return sweep.replace(grid=grid, names=names)
+
+
+def cells_flag(value: str) -> dict[str, str]:
+    """`--cells`: {cell spec: row name}; an entry is a cell (registered name, package.module:Class or
+    path/to/file.py:Class) or `name=cell`, a short row name for it (e.g. `ugrnn=path/to/ugrnn.py:UGRNN`)."""
+    cells: dict[str, str] = {}
+    for item in list_flag(value, "cells"):
+        name, eq, spec = item.partition("=")
+        name, spec = (name.strip(), spec.strip()) if eq else (item, item)
+        if eq and not re.fullmatch(r"[A-Za-z][\w-]*", name) or not spec:
+            raise ConfigError(f"--cells={value!r}: {item!r} is not cell or name=cell (a name: letters, digits, _ -)")
+        if spec in cells:
+            raise ConfigError(f"--cells={value!r}: {spec} given more than once")
+        cells[spec] = name
+    if len(set(cells.values())) < len(cells):
+        raise ConfigError(f"--cells={value!r}: two cells share the row name {_repeated(list(cells.values()))}")
+    return cells
+
+
+def _repeated(items: list[str]) -> str:
+    return next(x for x in items if items.count(x) > 1)
+
+
+def default_results_dir(preset: str) -> Path:
+    """Where a table's points go unless --results_dir says: a work folder, never the committed results/."""
+    return Path("runs") / "tables" / preset
+
+
+def tracked_files(folder: Path) -> list[str]:
+    """Files under `folder` that git tracks: committed results (none outside a git work tree, or without git)."""
+    if not folder.is_dir():
+        return []
+    try:
+        proc = subprocess.run(["git", "ls-files", "-z", "--", "."], cwd=folder, capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [f for f in proc.stdout.decode(errors="replace").split("\0") if f] if proc.returncode == 0 else []
+
+
+def check_untracked(out: Path, flag: str = "results_dir") -> None:
+    """Refuse to write into a folder holding committed files unless --overwrite_tracked says to."""
+    if flags.FLAGS.overwrite_tracked or not (tracked := tracked_files(out)):
+        return
+    given = flags.FLAGS[flag].value
+    raise ConfigError(
+        f"--{flag}={given}: {out} holds {len(tracked)} files tracked by git (committed results, e.g. "
+        f"{out / tracked[0]}); pass --overwrite_tracked to write there, or leave --{flag} out to write into a "
+        "work folder"
+    )
+
+
+def training_command() -> str:
+    """This command as the one that trains its table: every flag but how it ran (--render_only, --status, ...),
+    with PYTHONPATH in front when a plug-in was imported through it."""
+    args = [a for a in sys.argv[1:] if _flag_name(a) not in NOT_RECORDED]
+    command = "python -m benchmarks.tables " + " ".join(shlex.quote(a) for a in args)
+    F = flags.FLAGS
+    specs = [F.task or ""] + (list(cells_flag(F.cells)) if F.cells else [])
+    dotted = [s for s in specs if ":" in s and not is_file_spec(s) and not _in_repo(s)]
+    if dotted and os.environ.get("PYTHONPATH"):
+        command = f"PYTHONPATH={shlex.quote(os.environ['PYTHONPATH'])} {command}"
+    return command.rstrip()
+
+
+def _in_repo(spec: str) -> bool:
+    """Whether a package.module:Class plug-in lives in this repository (importable from its root)."""
+    root = Path(__file__).resolve().parents[1]
+    return (root / spec.partition(":")[0].split(".")[0]).exists()
+
+
+def _flag_name(arg: str) -> str:
+    name = arg.lstrip("-").partition("=")[0]
+    return name[2:] if name.startswith("no") and name[2:] in NOT_RECORDED else name
+
+
+def write_record(out: Path, command: str) -> None:
+    """`<out>/sweep.json`: the command of this launch and its sweep flags (those given), for --status,
+    --render_only and --reproduce."""
+    F = flags.FLAGS
+    given = {name: F[name].value for name in SWEEP_FLAGS if F[name].present}
+    io.write_json(out / RECORD, {"command": command, "flags": given})
+
+
+def record_folder(results_dir: str | None, preset: str, table: str, table_given: bool) -> Path | None:
+    """The table folder whose sweep.json --status or --render_only reads: `--results_dir` itself when it is one,
+    else `<results_dir>/<table>` (the one table under it that has a record, when no table is named)."""
+    base = Path(results_dir) if results_dir else default_results_dir(preset)
+    if (base / RECORD).is_file():
+        return base
+    if table_given or (base / table / RECORD).is_file():
+        return base / table if (base / table / RECORD).is_file() else None
+    found = sorted(p.parent for p in base.glob(f"*/{RECORD}")) if base.is_dir() else []
+    if len(found) > 1:
+        names = ", ".join(p.name for p in found)
+        raise ConfigError(f"--table: --results_dir={base} holds several tables ({names}); name one")
+    return found[0] if found else None
+
+
+def apply_record() -> None:
+    """--status and --render_only: the sweep flags a launch recorded, for each flag not given now."""
+    F = flags.FLAGS
+    table = table_name(F.table, F.task)
+    folder = record_folder(F.results_dir, F.preset, table, F["table"].present or F["task"].present)
+    if folder is None:
+        return
+    record = read_dict(folder / RECORD) or {}
+    for name, value in (record.get("flags") or {}).items():
+        if name in SWEEP_FLAGS and not F[name].present:
+            F[name].value = value
+    recorded = table_name(F.table, F.task)
+    if folder.name != recorded:
+        raise ConfigError(f"--results_dir={folder}: its sweep.json records table {recorded}, not {folder.name}")
+    F.results_dir = str(folder.parent)
 
 
 def main(argv: list[str]) -> int | None:
@@ -104,6 +237,12 @@ def main(argv: list[str]) -> int | None:
 
 def _main() -> int | None:
     F = flags.FLAGS
+    if F.reproduce is not None:
+        from benchmarks.reproduce import reproduce
+
+        return reproduce(F.reproduce)
+    if F.status or F.render_only:
+        apply_record()
     if F.preset not in PRESETS:
         raise ConfigError(f"--preset={F.preset!r}: must be one of {', '.join(PRESETS)}")
     table = table_name(F.table, F.task)
@@ -114,30 +253,53 @@ def _main() -> int | None:
         raise ConfigError(f"--steps={F.steps}: must be an integer in [1, 1000000000]")
     sweep = sweep_from_flags(F.preset, table, F.task)
     launcher = check_launcher_flags()
+    if F.results_dir is not None and not F.results_dir.strip():
+        raise ConfigError(f"--results_dir={F.results_dir!r}: must name a folder")
+    results_dir = Path(F.results_dir) if F.results_dir is not None else default_results_dir(F.preset)
+    if F.plan:
+        return print_plan(table, sweep.points(), results_dir)
+    if not F.status:
+        check_untracked(results_dir / table)
+    return run_table(table, sweep, results_dir, launcher)
+
+
+def run_table(
+    table: str,
+    sweep: Sweep,
+    results_dir: Path,
+    launcher: str,
+    command: str | None = None,
+    written: list[Path] | None = None,
+) -> int | None:
+    """Train (or, with --status or --render_only, read) the points of `sweep` under `<results_dir>/<table>/` and
+    write its report; `command`: what the header records (default: this command, as the one that trains).
+    Ends with the "wrote" line, or, given `written`, adds the paths to it for the caller's."""
+    F = flags.FLAGS
     configs = sweep.points()
     if launcher != "inline" or F.status:  # this process only validates and renders: no 75% of a GPU for it
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    if F.results_dir is not None and not F.results_dir.strip():
-        raise ConfigError(f"--results_dir={F.results_dir!r}: must name a folder")
-    results_dir = Path(F.results_dir or f"results/{F.preset}")
-    if F.plan:
-        return print_plan(table, configs, results_dir)
+    out = results_dir / table
     if F.status or F.render_only:
         with exit_on_signal("reading the grid points; nothing was trained or written"):
-            check_points(configs, results_dir / table, sweep.measure, read_only=True, own_flags=OWN_FIELDS)
+            check_points(configs, out, sweep.measure, read_only=True, own_flags=OWN_FIELDS)
             if F.status:
                 return print_status(table, configs, results_dir)
             _check_writable(results_dir, table)  # before anything is read or drawn
-            command = "python -m benchmarks.tables " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+            record = read_dict(out / RECORD) or {}
             points = load_points(table, configs, results_dir)
-        return print(write_report(results_dir / table, table, sweep, points, command, 0.0))
+        written: list[Path] = []
+        print(write_report(out, table, sweep, points, record.get("command") or training_command(), 0.0, written))
+        return print_written(written)
     with exit_on_signal("checking the grid points; nothing was trained"):
-        check_points(configs, results_dir / table, sweep.measure, own_flags=OWN_FIELDS)
+        check_points(configs, out, sweep.measure, own_flags=OWN_FIELDS)
+    command = command or training_command()
+    write_record(out, command)
     t0 = time.perf_counter()
     print(f"{table} table, preset {F.preset}: {len(configs)} grid points x {_members(sweep)} seeds", flush=True)
+    print(f"grid points under {out}", flush=True)
     failed = []
     if launcher == "inline":
-        points = run_inline(sweep.measure, configs, results_dir / table, table)
+        points = run_inline(sweep.measure, configs, out, table)
     elif launcher == "local":
         print(f"launcher local: {F.workers or DEFAULT_WORKERS} workers (submitit LocalExecutor)", flush=True)
         summaries = launch.run_local(table, configs, results_dir, F.workers or DEFAULT_WORKERS)
@@ -147,13 +309,22 @@ def _main() -> int | None:
         points = submit_to_slurm(table, configs, results_dir)
         if points is None:
             return None
-    command = "python -m benchmarks.tables " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    print(write_report(results_dir / table, table, sweep, points, command, time.perf_counter() - t0))
+    paths: list[Path] = []
+    print(write_report(out, table, sweep, points, command, time.perf_counter() - t0, paths))
+    if written is None:
+        print_written(paths)
+    else:
+        written += paths
     if failed:
         names = ", ".join(f"{s['point']} ({s['message']})" for s in failed)
         print(f"error: {len(failed)} of {len(configs)} grid points failed: {names}; see --status", file=sys.stderr)
         return 1
     return None
+
+
+def print_written(paths: list[Path]) -> None:
+    """The run's last line: the files it wrote."""
+    print("wrote " + ", ".join(str(p) for p in paths), flush=True)
 
 
 def _check_writable(results_dir: Path, table: str) -> None:
@@ -325,12 +496,37 @@ def define_flags() -> None:
         "Which table: a task's (adding, copy, ...) or gradients (default: --task's, else adding).",
     )
     flags.DEFINE_string("preset", "quick", f"Grid and budget (benchmarks/presets.py): {', '.join(PRESETS)}.")
-    flags.DEFINE_string("results_dir", None, "Where grid points, tables and plots go (default results/<preset>).")
     flags.DEFINE_string(
-        "task", None, "A task (registered name or package.module:Class): its table, or the gradients table's task."
+        "results_dir",
+        None,
+        "Where grid points, tables and plots go, in <results_dir>/<table>/ (default runs/tables/<preset>); "
+        "--status and --render_only also take a table folder itself.",
+    )
+    flags.DEFINE_bool(
+        "overwrite_tracked",
+        False,
+        "Allow writing into a table folder that holds files git tracks (committed results); refused otherwise.",
+    )
+    flags.DEFINE_string(
+        "reproduce",
+        None,
+        "A table folder (e.g. results/quick/adding): retrain its table from the command its header or sweep.json "
+        "records into a work folder (--results_dir, default runs/reproduce/<folder>), at --steps and --num_seeds "
+        "if given (at most the table's), and print ours beside its numbers.",
+    )
+    flags.DEFINE_string(
+        "task",
+        None,
+        "A task (registered name, package.module:Class or path/to/file.py:Class): its table, or the gradients "
+        "table's task.",
     )
     flags.DEFINE_string("task_options", None, "Override: the task's options, key=value,...")
-    flags.DEFINE_string("cells", None, "Override: comma-separated cells.")
+    flags.DEFINE_string(
+        "cells",
+        None,
+        "Override: comma-separated cells (registered names, package.module:Class or path/to/file.py:Class); "
+        "name=cell gives a row its name (ugrnn=path/to/ugrnn.py:UGRNN).",
+    )
     flags.DEFINE_string("seq_lens", None, "Override: comma-separated lengths T.")
     flags.DEFINE_integer("num_seeds", None, "Override: seeds per grid point (trained together, vmapped).")
     flags.DEFINE_integer("steps", None, "Override: training steps (adding and copy tables).")
@@ -384,13 +580,14 @@ def define_flags() -> None:
     flags.DEFINE_bool(
         "status",
         False,
-        "Print what each grid point is doing (finished, running with step, "
-        "steps/s and ETA, failed with its error, not started) and exit; trains nothing.",
+        "Print what each grid point is doing (finished, running with step, steps/s and ETA, interrupted, failed "
+        "with its error, not started) and exit; trains nothing. Reads the flags the launch recorded, so "
+        "--results_dir (or nothing, for the default folder) is enough.",
     )
 
 
 FLAG_GROUPS = {
-    "table": ("table", "preset", "results_dir", "status", "plan", "render_only"),
+    "table": ("table", "preset", "results_dir", "status", "plan", "render_only", "overwrite_tracked", "reproduce"),
     "overrides of the preset": (
         *("task", "task_options", "cells", "seq_lens", "num_seeds", "steps", "hidden_size", "batch_size"),
         *("learning_rate", "optimizer"),

@@ -72,6 +72,8 @@ class Sweep:
       initialisation, no training).
     diagnostics: measure the gradient diagnostics at step 0 and at the last step (`diag_every = steps`)
       unless the settings say otherwise.
+    names: {cell: row name} for cells given by import path or file (`--cells=ugrnn=path/to/ugrnn.py:UGRNN`);
+      a cell without one is named by its spec.
     """
 
     settings: Mapping[str, Any]
@@ -79,6 +81,7 @@ class Sweep:
     per_cell: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     measure: str = "train"
     diagnostics: bool = True
+    names: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if missing := [k for k in ("cell", "seq_len") if k not in self.grid]:
@@ -119,7 +122,8 @@ class Sweep:
         for values in itertools.product(*(self.grid[k] for k in axes)):
             fields = dict(zip(axes, values, strict=True))
             extra = ", ".join(f"{k}={_text(v)}" for k, v in fields.items() if k != "cell")
-            rows.append((fields["cell"] + (f", {extra}" if extra else ""), fields))
+            name = self.names.get(fields["cell"], fields["cell"])
+            rows.append((name + (f", {extra}" if extra else ""), fields))
         return rows
 
     def points(self) -> dict[PointKey, Config]:
@@ -716,9 +720,16 @@ def _curve(point: dict, metric: str) -> tuple[list[int], np.ndarray]:
 
 
 def write_report(
-    out_dir: Path, table: str, sweep: Sweep, points: dict[PointKey, dict], command: str, elapsed: float
+    out_dir: Path,
+    table: str,
+    sweep: Sweep,
+    points: dict[PointKey, dict],
+    command: str,
+    elapsed: float,
+    written: list[Path] | None = None,
 ) -> str:
-    """`<table>.md`, `<table>.csv` and the plots in `out_dir`, from `points`; returns the report."""
+    """`<table>.md`, `<table>.csv` and the plots in `out_dir`, from `points`; returns the report and adds the
+    paths of the files it wrote to `written`."""
     wall = sum(p["results"]["wall_time_s"] for p in points.values() if "results" in p)
     configs = sweep.points()
     report = render(table, sweep, configs, points, command, wall or elapsed)
@@ -726,4 +737,6 @@ def write_report(
     report += "\n" + "\n".join(f"![{p.stem}]({p.name})" for p in plots) + "\n"
     io.atomic_write(out_dir / f"{table}.md", lambda f: f.write(report))
     write_csv(out_dir / f"{table}.csv", table, points)
+    if written is not None:
+        written += [out_dir / f"{table}.md", out_dir / f"{table}.csv", *plots]
     return report

@@ -1,15 +1,26 @@
-"""Name -> object registries, with `module.path:Name` for objects that live outside the repo.
+"""Name -> object registries, with `module.path:Name` or `path/to/file.py:Name` for objects that live
+outside the repo.
 
 Used for cells (`--cell`) and tasks (`--task`): the one module both import, so neither imports
 the other. Errors are one line: they list what is registered, so a typo is fixed without reading code.
+
+A file path (`--cell=path/to/ugrnn.py:UGRNN`) needs no PYTHONPATH: the file is imported as a module
+named after its absolute path (`rnnlab_plugin_<stem>_<hash>`), once per process, so every lookup of
+it returns the same class.
 """
 
 import ast
 import cmath
+import hashlib
 import importlib
+import importlib.util
 import math
+import os
 import re
+import sys
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 # The one way a number is written in a flag, a list flag or an option value: ASCII digits, no `_` separators
@@ -54,26 +65,34 @@ class Registry:
         return list(self._entries)
 
     def get(self, spec: str) -> Any:
-        """Look up a registered name, or import `package.module:Attribute`."""
+        """Look up a registered name, or import `package.module:Attribute` or `path/to/file.py:Attribute`."""
         if ":" in spec:
             return load_object(spec)
         if spec not in self._entries:
             raise ValueError(
                 f"unknown {self.kind} {spec!r}; registered: {', '.join(self._entries)}; "
-                f"or give your own as package.module:ClassName"
+                f"or give your own as package.module:ClassName or path/to/file.py:ClassName"
             )
         return self._entries[spec]
 
 
+def is_file_spec(spec: str) -> bool:
+    """Whether `spec`'s module part is a file path (`dir/file.py:Name`), not a dotted module name."""
+    module = spec.rpartition(":")[0]
+    return module.endswith(".py") or "/" in module or os.sep in module
+
+
 def load_object(spec: str) -> Any:
-    """Import `package.module:Attribute` and return the attribute."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr or not all(p.isidentifier() for p in module_name.split(".") + [attr]):
-        raise ValueError(f"malformed import path {spec!r}; expected package.module:ClassName")
-    try:
-        module = importlib.import_module(module_name)
-    except (Exception, SystemExit) as e:  # noqa: BLE001 - whatever a user's module raises, or its sys.exit()
-        raise ValueError(f"cannot import {module_name!r} (from {spec!r}): {describe_exception(e)}") from None
+    """Import `package.module:Attribute` or `path/to/file.py:Attribute` and return the attribute."""
+    module_name, _, attr = spec.rpartition(":")
+    if is_file_spec(spec):
+        if not attr.isidentifier():
+            raise ValueError(f"malformed import path {spec!r}; expected path/to/file.py:ClassName")
+    elif not module_name or not attr or not all(p.isidentifier() for p in module_name.split(".") + [attr]):
+        raise ValueError(
+            f"malformed import path {spec!r}; expected package.module:ClassName or path/to/file.py:ClassName"
+        )
+    module = import_module(module_name, spec)
     missing = object()
     found = call_user_code(f"module {module_name!r} (from {spec!r})", getattr, module, attr, missing)
     if found is missing:
@@ -98,6 +117,45 @@ def call_user_code(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any)
         raise
     except (Exception, SystemExit) as e:  # noqa: BLE001
         raise ValueError(f"{what}: {describe_exception(e)}") from None
+
+
+def import_module(module: str, spec: str) -> ModuleType:
+    """The module a plug-in `spec` names: a dotted name (imported the usual way) or a `.py` file (imported from
+    the file, no PYTHONPATH needed, under `file_module_name`). The one place a user's module is imported;
+    ValueError (one line) when it cannot be."""
+    if not is_file_spec(spec):
+        try:
+            return importlib.import_module(module)
+        except (Exception, SystemExit) as e:  # noqa: BLE001 - whatever a user's module raises, or its sys.exit()
+            raise ValueError(f"cannot import {module!r} (from {spec!r}): {describe_exception(e)}") from None
+    path = Path(module).expanduser()
+    if not path.is_file():
+        raise ValueError(f"no file {module!r} (from {spec!r}; a path is relative to the current folder)")
+    name = file_module_name(path)
+    if name in sys.modules:
+        return sys.modules[name]
+    loader_spec = importlib.util.spec_from_file_location(name, path)
+    if loader_spec is None or loader_spec.loader is None:
+        raise ValueError(f"cannot import {module!r} (from {spec!r}): not a Python file")
+    loaded = importlib.util.module_from_spec(loader_spec)
+    sys.modules[name] = loaded  # before running it: dataclasses and pickle look the module up by name
+    try:
+        loader_spec.loader.exec_module(loaded)
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - whatever a user's module raises, or its sys.exit()
+        del sys.modules[name]
+        raise ValueError(f"cannot import {module!r} (from {spec!r}): {describe_exception(e)}") from None
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return loaded
+
+
+def file_module_name(path: str | os.PathLike) -> str:
+    """The module name a plug-in file is imported under: stable for one file (its resolved path), unique
+    across files, e.g. `rnnlab_plugin_ugrnn_3f2a9c1b0d`."""
+    resolved = Path(path).expanduser().resolve()
+    stem = re.sub(r"\W", "_", resolved.stem)
+    return f"rnnlab_plugin_{stem}_{hashlib.sha1(str(resolved).encode()).hexdigest()[:10]}"
 
 
 def parse_options(text: str) -> dict[str, Any]:
