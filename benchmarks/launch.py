@@ -100,7 +100,10 @@ class PointJob:
             os.environ.setdefault(key, value)
         from absl import logging
 
+        from experiments import compile_cache
         from experiments.train import StopSignal  # JAX is imported here, after the environment is set
+
+        compile_cache.enable()  # the sweep's choice, from RNNLAB_COMPILATION_CACHE
 
         logging.set_verbosity(logging.INFO)  # training's progress lines, in the job's log
         policy = " ".join(f"{k}={os.environ[k]}" for k in MEMORY_VARS if k in os.environ)

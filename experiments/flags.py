@@ -168,12 +168,24 @@ def run(
     by `main` become `error: --flag...: ...` on stderr, exit code 2. `main`'s return value is
     the exit code (None = 0). A full disk (or quota) is one line too, exit code 1. `--help` lists
     the entry point's own flags under `groups` (name -> flag names) and CONFIG_GROUPS.
+    Every entry point gets `--compilation_cache` (JAX's persistent compilation cache, on by default:
+    `experiments.compile_cache`).
     """
+    if "compilation_cache" not in FLAGS:
+        flags.DEFINE_string(
+            "compilation_cache",
+            None,
+            "Folder of JAX's persistent compilation cache, or off (default: $RNNLAB_COMPILATION_CACHE, else "
+            "$XDG_CACHE_HOME/rnnlab/jax or ~/.cache/rnnlab/jax): a program compiled by an earlier run is read back.",
+        )
 
     def guarded(argv: list[str]) -> Any:
         if len(argv) > 1 and positional is None:
             _fail(f"unexpected positional arguments {argv[1:]}; every option is a --flag (see --helpfull)")
         try:
+            from experiments import compile_cache
+
+            compile_cache.enable(FLAGS.compilation_cache)
             return main(argv)
         except ConfigError as e:
             _fail(str(e))

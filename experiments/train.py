@@ -34,7 +34,7 @@ from absl import logging
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from experiments import io, policy, schema
+from experiments import compile_cache, io, policy, schema
 from experiments.build import Parts, build, make_optimizer, member_learning_rates
 from experiments.checkpoint import UNREADABLE, Checkpoints, saved_steps
 from experiments.config import Config, ConfigError, check_workdir, learning_rates, members, num_devices, num_members
@@ -466,20 +466,37 @@ def _without_hyperparams(folder: Path) -> bool:
 
 def _train(exp: Experiment, workdir: Path, stop_signal: StopSignal) -> dict[str, Any]:
     mesh = exp.mesh()
+    c = exp.config
+    logging.info(
+        "%s/%s T=%d: compiling the initialisation, training step and evaluation (%s)",
+        c.cell, c.task, c.seq_len, _cache_note(),
+    )  # fmt: skip
+    compiling = (time.perf_counter(), compile_cache.counts())
     state = exp.compiled_init(mesh)(*exp.member_inputs())
     previous = _read_results(workdir)
     checkpoints = Checkpoints(workdir)
     tb = TensorBoardLog(workdir, sweep=exp.sweep) if exp.config.tensorboard else None
     try:
-        return _train_from(exp, workdir, mesh, state, checkpoints, stop_signal, previous, tb)
+        return _train_from(exp, workdir, mesh, state, checkpoints, stop_signal, previous, tb, compiling)
     finally:
         checkpoints.close()
         if tb:
             tb.close()
 
 
-def _train_from(exp, workdir, mesh, state, checkpoints, stop_signal, previous, tb=None) -> dict[str, Any]:
+def _cache_note() -> str:
+    folder = os.environ.get(compile_cache.ENV)
+    if folder is None or folder == "off":
+        return "no persistent compilation cache"
+    return f"programs compiled by an earlier run are read from {folder}"
+
+
+def _train_from(exp, workdir, mesh, state, checkpoints, stop_signal, previous, tb=None, compiling=None) -> dict:
+    """The training loop from the state restored (or `state`); `compiling`: (perf_counter, compile_cache.counts())
+    when compilation began. The step, evaluation and meter reset are compiled ahead of time, before the first
+    step, so their compile time is reported once and the first interval's steps/s (and ETA) time training only."""
     config = exp.config
+    compiling = compiling or (time.perf_counter(), compile_cache.counts())
     start, metrics_path = 0, workdir / "metrics.jsonl"
     if restored := restore_latest(checkpoints, workdir, state):
         start, state = restored
@@ -488,16 +505,23 @@ def _train_from(exp, workdir, mesh, state, checkpoints, stop_signal, previous, t
         tb.start(start)  # each step once in TensorBoard too: what earlier processes logged after `start` goes
     io.write_jsonl(metrics_path, [r for r in io.read_jsonl(metrics_path) if start and r["step"] <= start])
 
-    step_fn = exp.compiled_step(mesh)
-    eval_fn = exp.compiled_eval(mesh)
-    reset_fn = jax.jit(reset_meters, donate_argnums=0)
     per_device = num_members(config) // mesh.size
     eval_sets = {prefix: exp.eval_set(split, per_device) for prefix, split in exp.eval_splits().items()}
-    evaluate = lambda state: {prefix: eval_fn(state.params, s) for prefix, s in eval_sets.items()}  # noqa: E731
+    step_fn = exp.compiled_step(mesh).lower(state).compile()
+    reset_fn = jax.jit(reset_meters, donate_argnums=0).lower(state).compile()
+    eval_jit, eval_fns = exp.compiled_eval(mesh), {}
+    for prefix, s in eval_sets.items():  # one program per shape of held-out set
+        shapes = tuple((a.shape, a.dtype) for a in jax.tree.leaves(s))
+        eval_fns[prefix] = eval_fns.get(shapes) or eval_jit.lower(state.params, s).compile()
+        eval_fns[shapes] = eval_fns[prefix]
+    evaluate = lambda state: {prefix: eval_fns[prefix](state.params, s) for prefix, s in eval_sets.items()}  # noqa: E731
+    compile_s = time.perf_counter() - compiling[0]
+    logging.info("%s/%s T=%d: compiled in %.1fs%s", config.cell, config.task, config.seq_len, compile_s,
+                 _cache_use(compiling[1]))  # fmt: skip
     diagnostics = _diagnostics_recorder(exp, workdir, config)
 
     history = io.read_jsonl(metrics_path)
-    t_start = time.perf_counter()
+    t_start = compiling[0]  # the session's wall time includes compiling
     if start == 0:
         history += _log(exp, workdir, 0, state, evaluate(state), float("nan"), tb=tb)
         if diagnostics:
@@ -547,7 +571,36 @@ def _train_from(exp, workdir, mesh, state, checkpoints, stop_signal, previous, t
     if (sessions := _sessions(previous, start, step, results, wall)) is not None:
         results["sessions"] = sessions
     io.write_json(workdir / "results.json", results)
+    logging.info("%s", summary_line(exp, results, workdir, compile_s, wall))
     return results
+
+
+def _cache_use(before: dict[str, int]) -> str:
+    """How many of the programs compiled since `before` the persistent compilation cache served."""
+    now = compile_cache.counts()
+    hits, misses = now["hits"] - before["hits"], now["misses"] - before["misses"]
+    if not hits + misses:
+        return ""
+    return f" ({hits} of {hits + misses} programs read from the compilation cache)"
+
+
+def summary_line(exp: Experiment, results: dict[str, Any], workdir: Path, compile_s: float, wall: float) -> str:
+    """The run's last line: final headline metric against the baseline, solved fraction and median step,
+    steps and wall time (compile apart), and where the results are."""
+    c, task = exp.config, exp.task
+    seeds = [s for s in results["seeds"] if s["learning_rate"] == results["best_learning_rate"]]
+    loss = float(np.mean([s["final"]["loss"] for s in seeds]))
+    solved = [s["solved_at_step"] for s in seeds if s["solved"]]
+    at = f" (median step {int(np.median(solved))})" if solved else ""
+    rate = f" at lr {results['best_learning_rate']:g}" if exp.sweep else ""
+    ended = f"stopped by {results['stopped_by']}" if results["stopped_by"] else "done"
+    steps = f"{results['steps_done']}/{c.steps} steps" if results["stopped_by"] else f"{results['steps_done']} steps"
+    resume = "; rerun the same command to resume" if results["stopped_by"] else ""
+    return (
+        f"{ended}: {c.cell}/{c.task} T={c.seq_len}: test {task.metric_name} {loss:.4g} "
+        f"({loss / task.baseline:.3g} x baseline {task.baseline:.4g}){rate}, solved {len(solved)}/{len(seeds)}{at}; "
+        f"{steps} in {_duration(wall)} (compile {_duration(compile_s)}); results: {workdir / 'results.json'}{resume}"
+    )
 
 
 def _sessions(previous: dict, start: int, step: int, results: dict, wall_time: float) -> list[dict] | None:
@@ -641,12 +694,17 @@ def _log(
             f" at lr {best:g} (best of {len(exp.learning_rates)} on valid)",
         )
     mean = lambda key: np.mean([r[key] for r in shown if r[key] is not None] or [np.nan])  # noqa: E731
-    eta = (cfg.steps - step) / steps_per_s if steps_per_s and not math.isnan(steps_per_s) else float("nan")
-    logging.info(
-        "%s/%s T=%d step %d/%d | train %s | eval %s %.4g (%.3g x baseline)%s | |g| %.3g | %.1f steps/s | ETA %s",
-        cfg.cell, cfg.task, cfg.seq_len, step, cfg.steps, f"{mean('train_loss'):.4g}", exp.task.metric_name,
-        mean("eval_loss"), mean("eval_ratio"), at, mean("grad_norm"), steps_per_s, _duration(eta),
-    )  # fmt: skip
+    parts = [
+        f"{cfg.cell}/{cfg.task} T={cfg.seq_len} step {step}/{cfg.steps}" + (" (before training)" if not step else "")
+    ]
+    if not math.isnan(train := mean("train_loss")):
+        parts.append(f"train {train:.4g}")
+    parts.append(f"eval {exp.task.metric_name} {mean('eval_loss'):.4g} ({mean('eval_ratio'):.3g} x baseline){at}")
+    if not math.isnan(grad := mean("grad_norm")):
+        parts.append(f"|g| {grad:.3g}")
+    if steps_per_s and not math.isnan(steps_per_s):  # step 0 (and a stop before any step) has no speed yet
+        parts.append(f"{steps_per_s:.1f} steps/s | ETA {_duration((cfg.steps - step) / steps_per_s)}")
+    logging.info("%s", " | ".join(parts))
     return records
 
 

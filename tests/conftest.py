@@ -10,6 +10,10 @@ from pathlib import Path
 import jax
 import pytest
 
+# No test writes into the user's JAX compilation cache (experiments.compile_cache): entry points run by the
+# tests inherit this; a test of the cache names its own folder.
+os.environ["RNNLAB_COMPILATION_CACHE"] = "off"
+
 # The suite checks float32 numerics against NumPy references: matmuls at full fp32 precision on
 # every backend (the project's default, --matmul_precision=highest), not a GPU's TF32 default.
 jax.config.update("jax_default_matmul_precision", "highest")
