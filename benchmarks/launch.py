@@ -133,7 +133,8 @@ class PointJob:
         workdir = Path(self.workdir)
         summary = {"point": self.name, "job_id": _job_id()}
         if stop.received is not None:
-            return {**summary, "outcome": "stopped", "message": f"{signal.Signals(stop.received).name} before it began"}
+            name = signal.Signals(stop.received).name
+            return {**summary, "outcome": "interrupted", "message": f"{name} before it began; a relaunch starts it"}
         try:
             point = run_point(measure(self.table), Config.from_dict(self.config), workdir)
         except Exception as e:
@@ -145,13 +146,13 @@ class PointJob:
         results = point.get("results", {})
         if "stopped_by" not in point:  # finished before this job, or by another process while it started
             return {**summary, "outcome": "skipped", "message": "finished earlier"}
-        outcome = "stopped" if point["stopped_by"] else "trained"
+        outcome = "interrupted" if point["stopped_by"] else "trained"
         summary.update(outcome=outcome, steps_done=results.get("steps_done"), resumed_from=results.get("resumed_from"))
         if self.table == "gradients":
             summary["message"] = "measured"
         else:
             summary["message"] = f"steps {results.get('resumed_from')}->{results.get('steps_done')}" + (
-                f", stopped by {point['stopped_by']}" if point["stopped_by"] else ""
+                f" ({point['stopped_by']}; a relaunch resumes it)" if point["stopped_by"] else ""
             )
         return summary
 
@@ -190,8 +191,12 @@ def run_local(table: str, configs: dict, results_dir: Path, workers: int, poll_s
     """Every grid point as a job of submitit's LocalExecutor, at most `workers` at once; returns
     {key: summary}, a failed job's summary being {"outcome": "failed", "message": its error's first line}.
 
-    SIGTERM/SIGINT: every running worker gets SIGTERM (it saves a checkpoint and stops), no new one
-    starts, and the sweep exits 128+signal in one line, as the inline sweep does."""
+    SIGTERM/SIGINT: every running worker gets SIGTERM (it saves a checkpoint, writes results.json with
+    its timing, and stops), no new one starts, and the sweep exits 128+signal in one line, as the
+    inline sweep does; each stopped point is "interrupted" for --status and resumes on a relaunch.
+    The workers run in their own session (`_own_session`): a Ctrl-C in the terminal, which signals
+    the whole foreground process group, reaches this process only, so submitit's controllers do not
+    die of it (a KeyboardInterrupt each) and kill their workers before they have saved."""
     import submitit
 
     from experiments.train import StopSignal
@@ -215,7 +220,8 @@ def run_local(table: str, configs: dict, results_dir: Path, workers: int, poll_s
         while pending or running:
             while pending and len(running) < workers and stop.received is None:
                 key, job = pending.pop(0)
-                running[key] = executor.submit(job)
+                with _own_session():
+                    running[key] = executor.submit(job)
             for key in [k for k, j in running.items() if j.done()]:
                 done[key] = _local_summary(jobs[key], running.pop(key))
                 print(f"  {jobs[key].name}: {done[key]['outcome']}: {done[key]['message']}", flush=True)
@@ -239,6 +245,28 @@ def relative_cost(config: Any) -> float:
     points (the members of one program cost less than as many programs)."""
     rates = config.learning_rate if isinstance(config.learning_rate, list | tuple) else (config.learning_rate,)
     return config.steps * config.seq_len * config.num_layers * (config.num_seeds * len(rates)) ** 0.5
+
+
+@contextlib.contextmanager
+def _own_session() -> Any:
+    """Within it, submitit's LocalExecutor starts its controller process (and so the worker under it) in a new
+    session (`start_new_session`), outside the terminal's foreground process group."""
+    import submitit.local.local as local
+
+    class NewSession:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(subprocess, name)
+
+        @staticmethod
+        def Popen(*args: Any, **kwargs: Any) -> subprocess.Popen:  # noqa: N802 - subprocess's name
+            return subprocess.Popen(*args, **kwargs, start_new_session=True)
+
+    original = local.subprocess
+    local.subprocess = NewSession()
+    try:
+        yield
+    finally:
+        local.subprocess = original
 
 
 def _local_summary(point: PointJob, job: Any) -> dict[str, Any]:
@@ -486,8 +514,10 @@ def point_status(
     error = workdir / ERROR_FILE
     if error.exists() or error.is_symlink():
         return PointStatus("failed", f"failed: {_first_line(error)} (see {error})")
-    if table != "gradients" and (step := steps_done(workdir)):
-        return PointStatus("interrupted", f"interrupted at step {step}/{config.steps}; a relaunch resumes it")
+    stopped = (_read_object(workdir / "results.json").get("stopped_by") or None) if table != "gradients" else None
+    if table != "gradients" and ((step := steps_done(workdir)) or stopped):
+        by = f" by {stopped}" if stopped else ""
+        return PointStatus("interrupted", f"interrupted{by} at step {step}/{config.steps}; a relaunch resumes it")
     return PointStatus("not started", "not started" + _slurm_job(job, queue))
 
 

@@ -4,9 +4,11 @@ learning-rate sweep one per member, `<workdir>/tb/lr_<rate>/seed_<s>/`.
     tensorboard --logdir runs/x/tb          # or --logdir results/quick/adding for a whole table
 
 `experiments.train` hands `TensorBoardLog.write` the host-side records it appends to
-metrics.jsonl, at the logging steps only (no extra host sync): every numeric field becomes a scalar
-with the same name (`train_loss`, `eval_loss`, `eval_ratio`, `grad_norm`, ..., `diverged` as 0/1,
-`steps_per_s`; not `learning_rate`, which the folder names); `null` fields are skipped. The events
+metrics.jsonl, at the logging steps only (no extra host sync): every numeric field becomes a scalar,
+its tag grouped by what it measures so TensorBoard folds each group (`tag`): `train/loss`,
+`train/diverged` (0/1), `train/steps_per_s`; `eval/<metric>` (the test split: `eval/loss`,
+`eval/ratio`, ...), `valid/<metric>` in a learning-rate sweep; `grad/norm`, `grad/norm_max`,
+`grad/clipped_fraction`. Not `learning_rate`, which the folder names; `null` fields are skipped. The events
 are written with tensorboardX's own event writer (`EventsWriter`, `summary.scalar`),
 synchronously: no background thread or queue per seed,
 and each logging step is flushed (and fsynced) before training goes on, so a killed run loses
@@ -30,6 +32,25 @@ from pathlib import Path
 from typing import Any
 
 FOLDER = "tb"
+# metrics.jsonl field -> TensorBoard tag, for the fields without a split prefix (eval_<k> -> eval/<k>, valid_<k> ...)
+TAGS = {
+    "train_loss": "train/loss",
+    "diverged": "train/diverged",
+    "steps_per_s": "train/steps_per_s",
+    "grad_norm": "grad/norm",
+    "grad_norm_max": "grad/norm_max",
+    "clipped_fraction": "grad/clipped_fraction",
+}
+SPLITS = ("eval", "valid", "train")
+
+
+def tag(field: str) -> str:
+    """The TensorBoard tag of a metrics.jsonl field: `train_loss` -> `train/loss`, `eval_accuracy` ->
+    `eval/accuracy`, `grad_norm` -> `grad/norm`; a field of no group keeps its name."""
+    if field in TAGS:
+        return TAGS[field]
+    prefix, _, rest = field.partition("_")
+    return f"{prefix}/{rest}" if prefix in SPLITS and rest else field
 
 
 _TBX: list[types.SimpleNamespace] = []
@@ -88,14 +109,14 @@ class TensorBoardLog:
         return self._writers[key]
 
     def write(self, records: list[dict]) -> None:
-        """One scalar per numeric field of each metrics.jsonl record, at the record's step, per member."""
+        """One scalar per numeric field of each metrics.jsonl record (tagged by `tag`), at its step, per member."""
         now, tbx = time.time(), _tbx()
         for record in records:
             writer = self._writer(record["seed"], record.get("learning_rate") if self.sweep else None)
             for key, value in record.items():
                 if key in ("step", "seed", "learning_rate") or value is None or not isinstance(value, int | float):
                     continue
-                summary = tbx.scalar(key, float(value))
+                summary = tbx.scalar(tag(key), float(value))
                 writer.write_event(tbx.Event(wall_time=now, step=record["step"], summary=summary))
         for writer in self._writers.values():
             writer.flush()

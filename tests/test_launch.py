@@ -21,7 +21,7 @@ from experiments.checkpoint import saved_steps
 from experiments.config import ConfigError
 from experiments.lock import held_by, workdir_lock
 from experiments.sweep import PointKey, point_dir
-from experiments.tensorboard import read_scalars
+from experiments.tensorboard import read_scalars, tag
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ["--table=adding", "--preset=smoke"]
@@ -109,10 +109,10 @@ def test_two_local_sweeps_at_once_train_every_point_once_and_match_inline(inline
         scalars = read_scalars(workdir / "tb" / f"seed_{seed}")
         records = [r for r in io.read_jsonl(workdir / "metrics.jsonl") if r["seed"] == seed]
         labels = ("step", "seed", "learning_rate")  # what a record is of, not scalars (a sweep names lr_<rate>/)
-        expected = {k for r in records for k, v in r.items() if k not in labels and v is not None}
-        assert set(scalars) == expected >= {"train_loss", "eval_loss", "eval_ratio", "grad_norm", "diverged"}
-        assert [s for s, _ in scalars["eval_loss"]] == [r["step"] for r in records] == [0, 10, 20]
-        assert [v for _, v in scalars["eval_loss"]] == pytest.approx([r["eval_loss"] for r in records], rel=1e-6)
+        expected = {tag(k) for r in records for k, v in r.items() if k not in labels and v is not None}
+        assert set(scalars) == expected >= {"train/loss", "eval/loss", "eval/ratio", "grad/norm", "train/diverged"}
+        assert [s for s, _ in scalars["eval/loss"]] == [r["step"] for r in records] == [0, 10, 20]
+        assert [v for _, v in scalars["eval/loss"]] == pytest.approx([r["eval_loss"] for r in records], rel=1e-6)
 
 
 def wait_until(condition, proc: subprocess.Popen, timeout: float = 180) -> None:
