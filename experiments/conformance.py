@@ -7,8 +7,23 @@ Run it on your own cell (any `flax.linen` module with `__call__(carry, x) -> (ca
 
 It prints one PASS/FAIL line per check and exits 1 if any check fails, 2 on a usage error (a bad
 flag or size: one line, before any check runs).
-Registered names work too (`python -m experiments.conformance lstm`). From Python, `check_cell(spec)`
-returns a list of `CheckResult`; `tests/test_conformance.py` runs it on every registered cell.
+Registered names work too (`python -m experiments.conformance lstm`), and so does a file
+(`python -m experiments.conformance path/to/ugrnn.py:UGRNN`, no PYTHONPATH needed). From Python,
+`check_cell(spec)` returns a list of `CheckResult`; `tests/test_conformance.py` runs it on every registered cell.
+
+A task (`tasks.base.Task`) gets its own suite, `check_task(spec)`::
+
+    python -m experiments.conformance --task=path/to/my_task.py:MyTask --task_options=num_symbols=3 --seq_len=8
+
+Task checks: ``construct`` (`make_task(spec, seq_len, options)`); ``declarations`` (input_size,
+num_outputs, readout "all" or "last", metric_name, headline "loss" or "ratio", a solved rule with
+one threshold); ``sample`` (inputs (B, length, input_size) floating, targets with leading dim B,
+both finite); ``determinism`` (`sample` is a pure function of its key: same key, identical batch;
+other key, a different one; jitted equals eager); ``held_out`` (each split is a fixed set of at
+most the size asked, the test and validation splits differ); ``baseline`` (finite and > 0);
+``loss`` (`per_example_loss` has shape (B,), `loss` and `metrics` are finite on zero outputs, and
+differentiable: a finite gradient w.r.t. the outputs); ``metrics`` (the headline, `table_metrics`
+and the solved metric are keys of `metrics`, each a scalar).
 
 Checks (each one catches its own exceptions and reports them as a one-line failure):
 
@@ -45,6 +60,7 @@ from flax import linen as nn
 from cells import make_cell
 from experiments.config import ConfigError
 from experiments.model import SequenceModel
+from tasks import Task, make_task
 
 RTOL, ATOL = 1e-5, 1e-6
 GRAD_RTOL, GRAD_ATOL = 1e-4, 1e-5  # gradients of two float32 programs: summation orders differ over T steps
@@ -405,14 +421,165 @@ def check_sizes(**sizes: int) -> None:
             )
 
 
+# ---------------------------------------------------------------- tasks
+
+
+def check_task(
+    spec: str | Task, seq_len: int = 8, batch: int = 4, options: str | dict[str, Any] = ""
+) -> list[CheckResult]:
+    """Run every task conformance check; never raises for a faulty task.
+
+    `spec` is a registered name, `package.module:Class` or `path/to/file.py:Class` (built by `make_task`
+    with `seq_len` and `options`), or a built Task. Sizes outside SIZE_BOUNDS raise ConfigError.
+    """
+    check_sizes(seq_len=seq_len, batch=batch)
+    if isinstance(spec, Task):
+        task = spec
+    else:
+        try:
+            task = make_task(spec, seq_len, options)
+        except Exception as e:  # a faulty task is reported, not raised
+            return [CheckResult("construct", False, _one_line(e))]
+    results = [CheckResult("construct", True, repr(task))]
+    for name, check in TASK_CHECKS:
+        try:
+            results.append(CheckResult(name, True, check(task, batch)))
+        except Exception as e:
+            message = str(e) if isinstance(e, CheckError) else _one_line(e)
+            results.append(CheckResult(name, False, message.splitlines()[0] if message else ""))
+    return results
+
+
+def _outputs(task: Task, batch: int) -> jax.Array:
+    """Zero readouts of the shape the model gives the task: (B, length, num_outputs) or (B, num_outputs)."""
+    shape = (batch, task.length, task.num_outputs) if task.readout == "all" else (batch, task.num_outputs)
+    return jnp.zeros(shape, jnp.float32)
+
+
+def check_task_declarations(task: Task, batch: int) -> str:
+    for name in ("input_size", "num_outputs"):
+        value = getattr(task, name, None)
+        _require(isinstance(value, int) and not isinstance(value, bool) and value >= 1, f"{name} is {value!r}; "
+                 "it must be an integer >= 1")  # fmt: skip
+    _require(getattr(task, "readout", None) in ("all", "last"), f"readout is {getattr(task, 'readout', None)!r}; "
+             "it must be 'all' or 'last'")  # fmt: skip
+    _require(isinstance(getattr(task, "metric_name", None), str), "metric_name is not declared (e.g. 'CE', 'MSE')")
+    _require(task.headline in ("loss", "ratio"), f"headline is {task.headline!r}; it must be 'loss' or 'ratio'")
+    below, above = task.solved_below, task.solved_above
+    _require((below is None) != (above is None), "declare one of solved_below and solved_above (the solved rule)")
+    _require(isinstance(task.length, int) and task.length >= task.seq_len, f"length is {task.length!r}; "
+             f"it must be an integer >= seq_len {task.seq_len}")  # fmt: skip
+    return f"input {task.input_size}, {task.num_outputs} outputs read at {task.readout}; solved: {task.solved_rule}"
+
+
+def check_task_sample(task: Task, batch: int) -> str:
+    inputs, targets = task.sample(jax.random.PRNGKey(0), batch)
+    want = (batch, task.length, task.input_size)
+    _require(
+        tuple(inputs.shape) == want, f"inputs have shape {tuple(inputs.shape)}; expected {want} (B, length, input_size)"
+    )
+    _require(jnp.issubdtype(inputs.dtype, jnp.floating), f"inputs are {inputs.dtype}; they must be floating")
+    for path, leaf in jax.tree_util.tree_leaves_with_path(targets):
+        _require(
+            leaf.shape[:1] == (batch,), f"targets{_path(path)} have shape {leaf.shape}; expected leading dim {batch}"
+        )
+    _finite("inputs", inputs)
+    _finite("targets", targets)
+    shapes = ", ".join(f"{tuple(leaf.shape)} {leaf.dtype}" for leaf in jax.tree.leaves(targets))
+    return f"inputs {tuple(inputs.shape)} {inputs.dtype}; targets {shapes}"
+
+
+def check_task_determinism(task: Task, batch: int) -> str:
+    key = jax.random.PRNGKey(7)
+    first = task.sample(key, batch)
+    _compare("sample (same key)", task.sample(key, batch), first, exact=True)
+    _compare("sample (jitted)", jax.jit(task.sample, static_argnums=1)(key, batch), first)
+    other = task.sample(jax.random.PRNGKey(8), batch)
+    same = [bool(np.array_equal(a, b)) for a, b in zip(jax.tree.leaves(other), jax.tree.leaves(first), strict=True)]
+    _require(not all(same), "a different key gave an identical batch")
+    return "same key -> identical batch (eager and jitted); different key -> different batch"
+
+
+def check_task_held_out(task: Task, batch: int) -> str:
+    test = task.held_out("test", batch)
+    _compare("held_out('test') twice", task.held_out("test", batch), test, exact=True)
+    n = test[0].shape[0]
+    _require(1 <= n <= batch, f"held_out('test', {batch}) gives {n} sequences; expected 1 to {batch}")
+    valid = task.held_out("valid", batch)
+    _require(not np.array_equal(np.asarray(valid[0]), np.asarray(test[0])), "the test and validation splits are equal")
+    return f"fixed test and validation sets ({n} sequences asked {batch}), distinct"
+
+
+def check_task_baseline(task: Task, batch: int) -> str:
+    value = task.baseline
+    _require(isinstance(value, int | float | np.floating) and np.isfinite(value) and value > 0,
+             f"baseline is {value!r}; it must be a finite number > 0 (the memoryless loss)")  # fmt: skip
+    return f"baseline {float(value):.4g}" + (f" ({task.baseline_formula})" if task.baseline_formula else "")
+
+
+def check_task_loss(task: Task, batch: int) -> str:
+    _, targets = task.sample(jax.random.PRNGKey(0), batch)
+    outputs = _outputs(task, batch)
+    per_example = task.per_example_loss(outputs, targets)
+    _require(
+        tuple(per_example.shape) == (batch,),
+        f"per_example_loss has shape {tuple(per_example.shape)}; expected ({batch},)",
+    )
+    loss, grad = jax.value_and_grad(task.loss)(outputs, targets)
+    _require(bool(np.isfinite(loss)), f"loss of zero outputs is {float(loss)}")
+    _finite("d loss / d outputs", grad)
+    return f"loss of zero outputs {float(loss):.4g}, gradient finite"
+
+
+def check_task_metrics(task: Task, batch: int) -> str:
+    _, targets = task.sample(jax.random.PRNGKey(0), batch)
+    metrics = task.metrics(_outputs(task, batch), targets)
+    _require(isinstance(metrics, dict), f"metrics returns a {type(metrics).__name__}; it must be a dict")
+    declared = {"headline": task.headline, "solved_metric": task.solved_metric}
+    declared.update({f"table_metrics[{i}]": k for i, k in enumerate(task.table_metrics)})
+    for what, key in declared.items():
+        _require(key in metrics, f"{what} is {key!r}, but metrics() gives {', '.join(metrics)}")
+    for key, value in metrics.items():
+        _require(np.ndim(value) == 0, f"metrics()[{key!r}] has shape {np.shape(value)}; it must be a scalar")
+    _finite("metrics", metrics)
+    return "declared metrics present: " + ", ".join(dict.fromkeys(declared.values()))
+
+
+TASK_CHECKS: tuple[tuple[str, Callable[[Task, int], str]], ...] = (
+    ("declarations", check_task_declarations),
+    ("sample", check_task_sample),
+    ("determinism", check_task_determinism),
+    ("held_out", check_task_held_out),
+    ("baseline", check_task_baseline),
+    ("loss", check_task_loss),
+    ("metrics", check_task_metrics),
+)
+
+
+def _print_results(spec: str, results: list[CheckResult]) -> bool:
+    """Print each check and the count; True when every check passed."""
+    for result in results:
+        print(result)
+    n_pass = sum(r.passed for r in results)
+    print(f"{spec}: {n_pass}/{len(results)} checks passed")
+    return n_pass == len(results)
+
+
 def main(argv: list[str]) -> int:
-    """CLI body: check each positional cell spec; return the exit code."""
+    """CLI body: check each positional cell spec, or --task; return the exit code."""
     from absl import flags
 
     FLAGS = flags.FLAGS
     sizes = {name: FLAGS[name].value for name in SIZE_BOUNDS}
     check_sizes(**sizes)
     specs = argv[1:]
+    if FLAGS.task is not None:
+        if specs:
+            raise ConfigError(f"--task={FLAGS.task}: checks a task; give cells in a separate command ({specs[0]})")
+        results = check_task(FLAGS.task, sizes["seq_len"], sizes["batch"], FLAGS.task_options)
+        return 0 if _print_results(FLAGS.task, results) else 1
+    if FLAGS.task_options:
+        raise ConfigError("--task_options: applies to --task only")
     if not specs:
         raise ConfigError(
             f"no cell to check; usage: python -m experiments.conformance package.module:MyCell ... [{USAGE}]"
@@ -421,12 +588,7 @@ def main(argv: list[str]) -> int:
         _check_options(spec, sizes["hidden_size"], FLAGS.cell_options)
     failed = False
     for spec in specs:
-        results = check_cell(spec, **sizes, options=FLAGS.cell_options)
-        for result in results:
-            print(result)
-        n_pass = sum(r.passed for r in results)
-        print(f"{spec}: {n_pass}/{len(results)} checks passed")
-        failed |= n_pass < len(results)
+        failed |= not _print_results(spec, check_cell(spec, **sizes, options=FLAGS.cell_options))
     return 1 if failed else 0
 
 
@@ -444,7 +606,7 @@ def _check_options(spec: str, hidden_size: int, options: str) -> None:
         raise ConfigError(f"--cell_options={options}: {str(e).splitlines()[0]}") from None
 
 
-USAGE = "--hidden_size --input_size --batch --seq_len --cell_options; see --helpfull"
+USAGE = "--hidden_size --input_size --batch --seq_len --cell_options; or --task=... --task_options; see --helpfull"
 
 
 def _run() -> None:
@@ -457,10 +619,19 @@ def _run() -> None:
     flags.DEFINE_integer("batch", 2, "Batch size of the test inputs.")
     flags.DEFINE_integer("seq_len", 5, "Sequence length for the gradient and scan checks (at least 2).")
     flags.DEFINE_string("cell_options", "", "Cell constructor options as key=value,...")
+    flags.DEFINE_string(
+        "task",
+        None,
+        "Check this task instead of cells: registered name, package.module:Class or path/to/file.py:Class.",
+    )
+    flags.DEFINE_string("task_options", "", "--task's options as key=value,...")
     run(
         main,
         positional="cell specs",
-        groups={"the checks": ("cell_options", "hidden_size", "input_size", "batch", "seq_len")},
+        groups={
+            "the checks": ("cell_options", "hidden_size", "input_size", "batch", "seq_len"),
+            "a task instead": ("task", "task_options"),
+        },
     )
 
 
