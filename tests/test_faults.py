@@ -128,16 +128,18 @@ def test_a_signal_during_the_first_compile_stops_with_results_and_resumes_bit_id
     def signalling(self, mesh=None):
         step = compiled_step(self, mesh)
 
-        def first(state):
-            os.kill(os.getpid(), signal.SIGTERM)  # arrives while the first step compiles
-            return step(state)
+        class Signalling:  # the step is compiled ahead of the first step: the signal arrives while it compiles
+            def lower(self, *args):
+                os.kill(os.getpid(), signal.SIGTERM)
+                return step.lower(*args)
 
-        return first
+        return Signalling()
 
     monkeypatch.setattr(train.Experiment, "compiled_step", signalling)
     stopped = train_and_evaluate(CFG, tmp_path)
-    assert stopped["stopped_by"] == "SIGTERM" and stopped["steps_done"] == 1 and not stopped["finished"]
-    assert io.read_json(tmp_path / "results.json")["seeds"][0]["final"]["loss"] > 0  # evaluated at step 1
+    assert stopped["stopped_by"] == "SIGTERM" and stopped["steps_done"] == 0 and not stopped["finished"]
+    assert io.read_json(tmp_path / "results.json")["seeds"][0]["final"]["loss"] > 0  # evaluated at step 0
+    assert io.read_json(tmp_path / "results.json")["wall_time_s"] > 0  # its time is kept
     assert [r["step"] for r in io.read_jsonl(tmp_path / "metrics.jsonl")] == [0]  # the schedule only
     monkeypatch.undo()
     resumed = train_and_evaluate(CFG, tmp_path)
@@ -290,7 +292,8 @@ def test_sigterm_stops_the_whole_tables_sweep_without_writing_the_table(tmp_path
         "error: SIGTERM received: the sweep stopped with 0 of 2 grid points done; adding.md was not written; "
         "rerun the same command to resume"
     ]
-    assert sorted(p.name for p in (tmp_path / "adding").iterdir()) == ["rnn_T6"]  # no further point started
+    # no further point started (sweep.json: the launch's flags, for --status)
+    assert sorted(p.name for p in (tmp_path / "adding").iterdir()) == ["rnn_T6", "sweep.json"]
     assert io.read_json(tmp_path / "adding" / "rnn_T6" / "results.json")["stopped_by"] == "SIGTERM"
 
 
