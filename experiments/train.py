@@ -508,7 +508,8 @@ def _train_from(exp, workdir, mesh, state, checkpoints, stop_signal, previous, t
     per_device = num_members(config) // mesh.size
     eval_sets = {prefix: exp.eval_set(split, per_device) for prefix, split in exp.eval_splits().items()}
     step_fn = exp.compiled_step(mesh).lower(state).compile()
-    reset_fn = jax.jit(reset_meters, donate_argnums=0).lower(state).compile()
+    seeds = NamedSharding(mesh, P(SEEDS))  # every leaf of the state, as the step takes it (compiled for it)
+    reset_fn = jax.jit(reset_meters, donate_argnums=0, out_shardings=seeds).lower(state).compile()
     eval_jit, eval_fns = exp.compiled_eval(mesh), {}
     for prefix, s in eval_sets.items():  # one program per shape of held-out set
         shapes = tuple((a.shape, a.dtype) for a in jax.tree.leaves(s))
