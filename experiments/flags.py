@@ -25,7 +25,15 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "training": ("steps", "batch_size", "optimizer", "learning_rate", "momentum", "clip_norm", "lr_multipliers"),
     "seeds and evaluation": ("seed", "num_seeds", "eval_every", "eval_size"),
     "outputs": ("workdir", "checkpoint_every", "diag_every", "tensorboard"),
-    "execution": ("sequence_path", "unroll", "remat", "num_devices", "seed_chunk", "matmul_precision"),
+    "execution": (
+        "sequence_path",
+        "unroll",
+        "remat",
+        "num_devices",
+        "seed_chunk",
+        "matmul_precision",
+        "compilation_cache",
+    ),
 }
 _HELP_FLAGS = ("help", "helpshort")
 _DEFINERS = {int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string, bool: flags.DEFINE_bool}
@@ -177,6 +185,7 @@ def run(
             None,
             "Folder of JAX's persistent compilation cache, or off (default: $RNNLAB_COMPILATION_CACHE, else "
             "$XDG_CACHE_HOME/rnnlab/jax or ~/.cache/rnnlab/jax): a program compiled by an earlier run is read back.",
+            module_name=sys.argv[0],  # the entry point's own flag: its --help lists it
         )
 
     def guarded(argv: list[str]) -> Any:
