@@ -27,6 +27,7 @@ from experiments import io
 from experiments.config import Config, ConfigError
 from experiments.report import markdown_table, mean_std
 from experiments.sweep import Sweep, _grad_entry, best_members, load_point, point_dir, point_entry, task_of
+from tasks import Task
 
 # flags a reproduction takes from the user; any other sweep flag comes from the table
 ALLOWED = ("steps", "num_seeds", "cells", "seq_lens", "results_dir", "overwrite_tracked", "launcher", "workers",
@@ -173,8 +174,9 @@ def comparison(folder: Path, out: Path, table: str, full: Sweep, sweep: Sweep) -
     rows = []
     for key, ours_config in ours_configs.items():
         theirs_config = theirs_configs[key]
-        theirs = _load(measure, point_dir(folder, key))
-        ours = _load(measure, point_dir(out, key))
+        task = task_of(ours_config)
+        theirs = _load(measure, point_dir(folder, key), task)
+        ours = _load(measure, point_dir(out, key), task)
         if measure == "gradients":
             seeds = set(range(ours_config.seed, ours_config.seed + ours_config.num_seeds))
             same = [r for r in (theirs or {}).get("diag_init", []) if r["seed"] in seeds]
@@ -182,9 +184,9 @@ def comparison(folder: Path, out: Path, table: str, full: Sweep, sweep: Sweep) -
                          _grad_entry((ours or {}).get("diag_init", []))])  # fmt: skip
             continue
         budget = f" ({theirs_config.steps} steps, {theirs_config.num_seeds} seeds)"
-        committed = point_entry(theirs, first_line=True) + budget if theirs else "- (not in the table folder)"
+        committed = point_entry(theirs, task, first_line=True) + budget if theirs else "- (not in the table folder)"
         same = _at_step(theirs, ours, ours_config) if theirs else "-"
-        mine = point_entry(ours, first_line=True) if ours else "- (not trained)"
+        mine = point_entry(ours, task, first_line=True) if ours else "- (not trained)"
         if ours and "results" in ours:
             mine += f" ({ours['results']['steps_done']} steps, {ours_config.num_seeds} seeds)"
         rows.append([key.row, key.seq_len, committed, same, mine])
@@ -202,9 +204,10 @@ def comparison(folder: Path, out: Path, table: str, full: Sweep, sweep: Sweep) -
     ])  # fmt: skip
 
 
-def _load(measure: str, workdir: Path) -> dict | None:
+def _load(measure: str, workdir: Path, task: Task) -> dict | None:
+    """The point's files (`load_point`), or None when it has none or they are damaged."""
     try:
-        return load_point(measure, workdir)
+        return load_point(measure, workdir, task)
     except (OSError, ValueError, KeyError):
         return None
 

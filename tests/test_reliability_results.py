@@ -278,7 +278,7 @@ def test_plots_draw_zeros_nan_and_empty_series(tmp_path):
 
 
 def eval_steps(workdir: Path, seed: int = 0) -> list[int]:
-    return [step for step, _ in read_scalars(workdir / "tb" / f"seed_{seed}")["eval_loss"]]
+    return [step for step, _ in read_scalars(workdir / "tb" / f"seed_{seed}")["eval/loss"]]
 
 
 def test_tensorboard_shows_each_step_once_after_a_kill_and_a_rerun(tmp_path):
@@ -307,7 +307,7 @@ def test_a_start_removes_copies_a_killed_start_left(tmp_path):
     (only,) = run.glob("events.out.tfevents.*")
     shutil.copy(only, run / (only.name + ".copy"))
     TensorBoardLog(tmp_path).start(10)
-    assert read_scalars(run)["eval_loss"] == [(0, 0.0), (10, 10.0)] and len(list(run.iterdir())) == 1
+    assert read_scalars(run)["eval/loss"] == [(0, 0.0), (10, 10.0)] and len(list(run.iterdir())) == 1
 
 
 # ----------------------------------------------------------------------------- 20: a checkpoint that no longer fits

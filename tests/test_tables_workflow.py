@@ -51,7 +51,7 @@ def test_a_committed_table_is_refused_without_overwrite_tracked_and_the_default_
     assert named.stdout.strip().splitlines()[-1] == (
         "wrote results/smoke/adding/adding.md, results/smoke/adding/adding.csv"
     )
-    assert "rnn | - (not started)" in (repo / "results" / "smoke" / "adding" / "adding.md").read_text()
+    assert "| rnn | - (not yet trained" in (repo / "results" / "smoke" / "adding" / "adding.md").read_text()
 
     # no --results_dir: runs/tables/<preset>/<table>/, outside what git tracks
     default = tables(*args, cwd=repo)
