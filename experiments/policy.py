@@ -42,7 +42,12 @@ Measurements behind the choices (`python -m benchmarks.speed`, ratios side by si
 """
 
 PATHS = ("auto", "sequence", "step")
-PRECISIONS = ("highest", "default")
+PRECISIONS = ("highest", "default", "tf32x3")
+# --matmul_precision -> `jax.default_matmul_precision`'s value; tf32x3 is XLA's dot algorithm of three TF32
+# passes (a split of each fp32 operand into a TF32 head and tail; close to fp32 accuracy), on GPUs only
+PRECISION_VALUES = {"highest": "highest", "default": "default", "tf32x3": "TF32_TF32_F32_X3"}
+PRECISION_BACKENDS = {"tf32x3": ("gpu", "cuda")}  # XLA:CPU rejects the algorithm when it compiles
+CPU_TIME_CHUNK = 16
 CPU_SEED_CHUNK_BYTES = 30 * 2**20
 GPU_MEMORY_FRACTION = 0.5  # of the device's memory, for the seeds' backward residuals
 GPU_UNROLL = 8
@@ -60,6 +65,31 @@ def sequence_path(backend: str, requested: str = "auto", preferred: tuple[str, .
     if requested != "auto":
         return requested
     return "sequence" if backend in (ACCELERATORS if preferred is None else preferred) else "step"
+
+
+def matmul_precision(backend: str, requested: str) -> str:
+    """The `jax.default_matmul_precision` value of `--matmul_precision=requested` on `backend`.
+
+    ValueError (one line naming the flag) where the backend lacks the algorithm: tf32x3 off a GPU.
+    """
+    allowed = PRECISION_BACKENDS.get(requested)
+    if allowed is not None and backend not in allowed:
+        usable = ", ".join(p for p in PRECISIONS if backend in PRECISION_BACKENDS.get(p, (backend,)))
+        raise ValueError(
+            f"--matmul_precision={requested}: the three-pass TF32 dot algorithm needs a GPU; "
+            f"on {backend} use one of {usable}"
+        )
+    return PRECISION_VALUES[requested]
+
+
+def time_chunk(backend: str, chunkable: bool) -> int:
+    """Time steps per chunk of a whole-sequence method that may run in chunks (0 = the whole sequence).
+
+    `chunkable`: the cell's `time_chunkable` (the linear recurrences). On a CPU, chunks of
+    `CPU_TIME_CHUNK` steps keep each chunk's elementwise work in cache (see the module docstring);
+    an accelerator runs the whole sequence at once.
+    """
+    return CPU_TIME_CHUNK if chunkable and backend not in ACCELERATORS else 0
 
 
 def scan_unroll(backend: str, requested: int = 0) -> int:

@@ -92,7 +92,7 @@ def test_num_devices_auto_and_explicit():
     [
         ({"num_devices": 2}, "--num_devices=2: only"),  # this process sees one CPU device
         ({"sequence_path": "fused"}, "--sequence_path='fused': must be one of auto, sequence, step"),
-        ({"matmul_precision": "tf32"}, "--matmul_precision='tf32': must be one of highest, default"),
+        ({"matmul_precision": "tf32"}, "--matmul_precision='tf32': must be one of highest, default, tf32x3"),
         ({"unroll": -1}, "--unroll=-1"),
         ({"seed_chunk": -2}, "--seed_chunk=-2"),
     ],
