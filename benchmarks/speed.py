@@ -257,8 +257,9 @@ XLA_VARIANT_BACKENDS = {"cmdbuf": ("gpu", "cuda")}
 
 
 def parse_variant(name: str) -> dict[str, Any]:
-    """`step`, `sequence`, `unrollK`, `cmdbuf` or a `+`-joined combination (`sequence+unroll16`) -> changes:
-    Config fields, and "xla" (a name of `XLA_VARIANTS`) for XLA compile options."""
+    """`step`, `sequence`, `unrollK`, `cmdbuf`, a precision (`tf32x3`) or a `+`-joined combination
+    (`sequence+unroll16`, `cmdbuf+tf32x3`) -> changes: Config fields, and "xla" (a name of `XLA_VARIANTS`)
+    for XLA compile options."""
     changes: dict[str, Any] = {}
     for part in name.split("+"):
         match = re.fullmatch(r"unroll([0-9]{1,4})", part)
@@ -268,16 +269,27 @@ def parse_variant(name: str) -> dict[str, Any]:
             changes["unroll"] = int(match.group(1))
         elif part in XLA_VARIANTS and "xla" not in changes:
             changes["xla"] = part
+        elif part in PRECISIONS and "matmul_precision" not in changes:
+            changes["matmul_precision"] = part
         else:
-            raise ConfigError(f"--variants: {name!r} is not step, sequence, unrollK, cmdbuf or a +-joined combination")
+            raise ConfigError(
+                f"--variants: {name!r} is not step, sequence, unrollK, cmdbuf, a --matmul_precision value "
+                f"({', '.join(PRECISIONS)}) or a +-joined combination"
+            )
     return changes
 
 
 def check_variant_backend(name: str, backend: str) -> None:
-    """ConfigError when a part of variant `name` needs another backend (cmdbuf: a GPU's command buffers)."""
-    xla = parse_variant(name).get("xla")
+    """ConfigError when a part of variant `name` needs another backend (cmdbuf: a GPU's command buffers;
+    tf32x3: a GPU's dot algorithm)."""
+    changes = parse_variant(name)
+    xla = changes.get("xla")
     if xla is not None and backend not in XLA_VARIANT_BACKENDS[xla]:
         raise ConfigError(f"--variants={name}: {xla} sets XLA GPU command-buffer options; this backend is {backend}")
+    try:
+        policy.matmul_precision(backend, changes.get("matmul_precision", "highest"))
+    except ValueError as e:
+        raise ConfigError(f"--variants={name}: {e}") from None
 
 
 def variant_experiment(config: Config, variant: str) -> Experiment:
@@ -659,6 +671,8 @@ GRID_SLICES = {
     # every cell of the long adding grid at T=1000, 3 seeds, 200 steps (its evaluation at step 200 included)
     "long": GridSlice("adding", "long", ("lstm", "gru", "indrnn", "cornn", "lem", "exprnn", "lru", "mingru", "minlstm"),
                       (1000,), 200, 3),
+    # the long slice's cells that differ most in kind, for a few minutes of a lent GPU
+    "gpu": GridSlice("adding", "long", ("lstm", "gru", "lru", "minlstm"), (1000,), 200, 3),
     "tiny": GridSlice("adding", "smoke", ("rnn", "gru"), (6,), 4, 2),  # the code path, in seconds (a test runs it)
 }  # fmt: skip
 
@@ -684,8 +698,10 @@ def run_grid(grid: GridSlice, workers: int, results_dir: Path, log: Callable[[st
     """`python -m benchmarks.tables <slice> --launcher=local --workers=N` into a fresh `results_dir`, timed."""
     cmd = [sys.executable, "-m", "benchmarks.tables", *grid.args(), "--launcher=local", f"--workers={workers}"]
     cmd.append(f"--results_dir={results_dir}")
+    # no persistent compilation cache: the second launch would load what the first compiled
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"grid slice with {workers} worker(s) exited {proc.returncode}: {proc.stderr[-2000:]}")
