@@ -3,9 +3,10 @@ r"""minGRU and minLSTM (Feng, Tung, Ahmed, Bengio & Hajimirsadeghi 2024, "Were R
 Gates that read only the input make the recurrence linear in h, h' = a(x) * h + b(x), so a
 whole sequence is one parallel scan. These are the paper's log-space variants: the candidate
 goes through g, a positive map (g(v) = v + 1/2 for v >= 0, sigmoid(v) below; continuous at 0),
-and the gate coefficients are computed as exponentials of log-space quantities,
-log(1 - sigmoid(k)) = -softplus(k), log sigmoid(k) = -softplus(-k), which stay accurate where a
-gate saturates (1 - sigmoid(k) would cancel).
+and the gate coefficients are the paper's exponentials of log-space quantities,
+1 - sigmoid(k) = exp(-softplus(k)), sigmoid(k) = exp(-softplus(-k)), which stay accurate where a
+gate saturates (1 - sigmoid(k) would cancel). `gate_pair` computes both from one exp(-|k|), with
+the same accuracy (each is 1 / (1 + e) or e / (1 + e), never 1 minus the other) and derivative.
 
 The whole-sequence method scans the pairs (a_t, b_t) with `jax.lax.associative_scan` (`cells.scan`),
 not the paper's log-space scan (cumulative sum of log a plus a logcumsumexp): the pair scan never
@@ -124,7 +125,8 @@ class MinGRUCell(_MinRNN):
         z = sigmoid(k)      h~ = g(v)       (g: positive map, v + 1/2 for v >= 0, else sigmoid(v))
         h' = (1 - z) * h + z * h~           y = h'
 
-    computed as a = exp(-softplus(k)) = 1 - z and b = exp(-softplus(-k)) * g(v) = z * h~.
+    computed as a = exp(-softplus(k)) = 1 - z and b = exp(-softplus(-k)) * g(v) = z * h~ (both
+    exponentials by `gate_pair`).
 
     Parameters: ``input_kernel`` W (I, 2H), lecun-normal; ``bias`` b (2H,), zeros (the paper's code
     uses PyTorch's default linear init; the paper states none). Carry: h, zeros at init. No
@@ -158,7 +160,7 @@ class MinLSTMCell(_MinRNN):
         h' = f' * h + i' * h~               y = h'
 
     computed in log space: d = softplus(-k_f) - softplus(-k_i) (= log i - log f), so
-    f' = exp(-softplus(d)) and i' = exp(-softplus(-d)).
+    f' = exp(-softplus(d)) and i' = exp(-softplus(-d)) (by `gate_pair`).
 
     Parameters: ``input_kernel`` W (I, 3H), lecun-normal; ``bias`` b (3H,), zeros (the paper's
     ``forget_bias_init_scale`` option is not provided). Carry: h, zeros at init. ``sequence``: one

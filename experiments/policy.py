@@ -2,7 +2,8 @@
 
 Each function takes the backend's name (`jax.default_backend()`: "cpu", "gpu", "tpu", ...) so a
 unit test covers every branch without the hardware. The flags `--sequence_path`, `--unroll` and
-`--seed_chunk` override them (their value "auto" / 0 asks this module).
+`--seed_chunk` override them (their value "auto" / 0 asks this module); `--matmul_precision` is
+mapped to the backend's algorithm, or refused where it has none (`matmul_precision`).
 
 Measurements behind the choices (`python -m benchmarks.speed`, ratios side by side in one run;
 `results/speed/`):
@@ -13,9 +14,20 @@ Measurements behind the choices (`python -m benchmarks.speed`, ratios side by si
   as fast as unroll 1 on both paths, so CPU does not unroll.
 - CPU, 2 cores (`results/speed/parallel_scan_cpu.md`, training step, B=64 T=520 H=128):
   the associative scans were 1.4-2.0x slower than the step scans (lru 413 vs 202 ms, mingru 190 vs
-  128, minlstm 274 vs 186), so the parallel scans are accelerator defaults too; `exprnn`'s
+  128, minlstm 274 vs 186), so the parallel scans were accelerator defaults (lru: see below); `exprnn`'s
   whole-sequence method (exp(A) once) was 17x as fast as its step (exp(A) at every step: 120 vs
   2054 ms) and is declared the faster path everywhere (`sequence_backends`).
+- CPU, 2 cores (`results/speed/linear_cpu.md`, training step, adding B=50 T=1000 H=128, one layer,
+  beside revision 532934c's code in one process): autodiff of the whole-sequence `associative_scan`
+  ran its elementwise work over (T, B, N) arrays that do not fit in cache (a softplus fusion at 13 ns
+  an element against 3 ns inside the step's loop), and lru's readout ran at all T steps where the
+  adding task reads the last. With the scan's own backward pass (`cells.scan`), chunks of
+  `CPU_TIME_CHUNK` = 16 steps (`time_chunk`; 16-32 were alike, the whole sequence 1.5-2x slower)
+  and the last output read out alone, lru's whole-sequence method beat its step scan (434 vs
+  533 ms) and is its CPU default too (`sequence_backends`): 2.5x revision 532934c's step scan.
+  minGRU/minLSTM's gates from one exp (`cells.minrnn.gate_pair`) made their step 1.6x as fast;
+  their chunked whole-sequence method was no faster than the step (357 vs 329, 399 vs 545 ms, within
+  the noise of a shared machine), so they keep the step scan on CPU.
 - CPU: a step vmapped over many seeds keeps one big buffer of backward residuals; past glibc's
   32 MiB mmap threshold it is mapped afresh on every call (~15,000 page faults per step at 4 LSTM
   seeds, 0.6x as fast as sequential seeds). Seeds are vmapped in chunks keeping under
