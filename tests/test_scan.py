@@ -12,8 +12,9 @@ from cells import make_cell
 from cells.minrnn import gate_pair, softplus
 from cells.scan import METHODS, linear_recurrence
 from experiments import policy
-from experiments.config import Config, ConfigError, validate
+from experiments.config import Config, ConfigError
 from experiments.model import SequenceModel
+from experiments.validation import validate
 
 LONG = 4096
 
