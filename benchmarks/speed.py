@@ -56,14 +56,18 @@ per step of all N seeds) of each and `vmapped/sequential`: above 1 means vmappin
 
 import dataclasses
 import datetime
+import json
 import math
 import os
 import platform
 import re
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import flax
@@ -75,6 +79,7 @@ from absl import flags
 from flax import linen as nn
 
 from cells import CELLS as CELL_REGISTRY
+from experiments import policy
 from experiments.compare import DEFAULTS as MAIN_JOB
 from experiments.config import Config, ConfigError, check_out_file
 from experiments.io import atomic_write
@@ -90,7 +95,8 @@ GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 FLAX_CELLS = {"rnn": ("SimpleCell",), "lstm": ("OptimizedLSTMCell", "LSTMCell"), "gru": ("GRUCell",)}
 TORCH_CELLS = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
 PADDING = 2 * NUM_RECALL  # copy sequences are seq_len + 20 steps long
-SECTIONS = ("speed", "seeds")
+SECTIONS = ("speed", "seeds", "linear", "grid", "profile")
+LINEAR_CELLS = ("lru", "mingru", "minlstm")
 # a timed step evaluates nothing: no held-out set is built, and validation counts none (`Config.eval_size` >= 1)
 TIMED_EVAL_SIZE = 1
 
@@ -152,6 +158,12 @@ class Options:
     flax: bool = True  # time flax's nn.RNN beside ours
     seeds_cells: tuple[str, ...] | None = None  # cells of the seeds table (None: `cells`)
     matmul_precision: str = "highest"  # ours: --matmul_precision; PyTorch on CUDA: TF32 off (highest) or on
+    linear_setting: Setting = Setting(50, 1000, 128)  # adding, T = seq_len
+    linear_cells: tuple[str, ...] = LINEAR_CELLS
+    baseline: str = ""  # git revision timed beside today's code in the linear table ("" = none)
+    grid_slice: str = "long"
+    grid_workers: int = 3
+    profile_dir: str = ""  # the profile section's jax.profiler trace ("" = cost analysis only)
 
 
 PRESETS = {
@@ -231,10 +243,23 @@ class FlaxRNNModel:
 # ----------------------------------------------------------------------------- variants of ours
 
 VARIANT_PATHS = ("step", "sequence")
+# XLA:GPU command buffers (CUDA graphs) for loops and conditionals too, and loops unrolled into them: the
+# per-step launch latency of a small recurrent step. Set per compilation (`compile(compiler_options=...)`),
+# so the variant runs beside the default programs in one process. A compilation's options replace XLA's
+# default set of command types, so the set is XLA's default (FUSION, CUBLAS, CUBLASLT, CUSTOM_CALL, CUDNN)
+# plus WHILE and CONDITIONAL: what `XLA_FLAGS=--xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL` means.
+COMMAND_BUFFER_OPTIONS = {
+    "xla_gpu_enable_command_buffer": "FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL,CUDNN,WHILE,CONDITIONAL",
+    "xla_gpu_command_buffer_unroll_loops": True,
+}
+XLA_VARIANTS = {"cmdbuf": COMMAND_BUFFER_OPTIONS}  # variant part -> XLA compile options
+XLA_VARIANT_BACKENDS = {"cmdbuf": ("gpu", "cuda")}
 
 
 def parse_variant(name: str) -> dict[str, Any]:
-    """`step`, `sequence`, `unrollK` or a `+`-joined combination (`sequence+unroll16`) -> Config changes."""
+    """`step`, `sequence`, `unrollK`, `cmdbuf`, a precision (`tf32x3`) or a `+`-joined combination
+    (`sequence+unroll16`, `cmdbuf+tf32x3`) -> changes: Config fields, and "xla" (a name of `XLA_VARIANTS`)
+    for XLA compile options."""
     changes: dict[str, Any] = {}
     for part in name.split("+"):
         match = re.fullmatch(r"unroll([0-9]{1,4})", part)
@@ -242,21 +267,50 @@ def parse_variant(name: str) -> dict[str, Any]:
             changes["sequence_path"] = part
         elif match and 1 <= int(match.group(1)) <= 1024 and "unroll" not in changes:
             changes["unroll"] = int(match.group(1))
+        elif part in XLA_VARIANTS and "xla" not in changes:
+            changes["xla"] = part
+        elif part in PRECISIONS and "matmul_precision" not in changes:
+            changes["matmul_precision"] = part
         else:
-            raise ConfigError(f"--variants: {name!r} is not step, sequence, unrollK or a +-joined combination")
+            raise ConfigError(
+                f"--variants: {name!r} is not step, sequence, unrollK, cmdbuf, a --matmul_precision value "
+                f"({', '.join(PRECISIONS)}) or a +-joined combination"
+            )
     return changes
+
+
+def check_variant_backend(name: str, backend: str) -> None:
+    """ConfigError when a part of variant `name` needs another backend (cmdbuf: a GPU's command buffers;
+    tf32x3: a GPU's dot algorithm)."""
+    changes = parse_variant(name)
+    xla = changes.get("xla")
+    if xla is not None and backend not in XLA_VARIANT_BACKENDS[xla]:
+        raise ConfigError(f"--variants={name}: {xla} sets XLA GPU command-buffer options; this backend is {backend}")
+    try:
+        policy.matmul_precision(backend, changes.get("matmul_precision", "highest"))
+    except ValueError as e:
+        raise ConfigError(f"--variants={name}: {e}") from None
 
 
 def variant_experiment(config: Config, variant: str) -> Experiment:
     """Our Experiment with the variant's execution flags (`--sequence_path`, `--unroll`)."""
-    return Experiment(config.replace(**parse_variant(variant)))
+    changes = parse_variant(variant)
+    changes.pop("xla", None)
+    return Experiment(config.replace(**changes))
+
+
+def variant_programs(config: Config, variant: str) -> tuple[Callable, Callable]:
+    """`train_programs` of the variant: its execution flags, and its XLA compile options if any."""
+    xla = parse_variant(variant).get("xla")
+    return train_programs(variant_experiment(config, variant), XLA_VARIANTS.get(xla))
 
 
 # ----------------------------------------------------------------------------- contenders
 
 
-def train_programs(exp: Experiment) -> tuple[Callable, Callable]:
-    """`experiments.train`'s jitted init and train step, over a leading seed axis, under its precision."""
+def train_programs(exp: Experiment, compiler_options: dict[str, Any] | None = None) -> tuple[Callable, Callable]:
+    """`experiments.train`'s jitted init and train step, over a leading seed axis, under its precision;
+    the step compiled with `compiler_options` (XLA debug options of this one compilation) when given."""
 
     def precise(fn: Callable) -> Callable:
         def run(*args: Any) -> Any:
@@ -265,7 +319,17 @@ def train_programs(exp: Experiment) -> tuple[Callable, Callable]:
 
         return run
 
-    return precise(exp.compiled_init()), precise(exp.compiled_step())
+    step = exp.compiled_step()
+    if compiler_options:
+        compiled: list[Any] = []
+
+        def step_with_options(state: Any) -> Any:
+            if not compiled:  # compiled once, for the state's shapes
+                compiled.append(step.lower(state).compile(compiler_options=compiler_options))
+            return compiled[0](state)
+
+        return precise(exp.compiled_init()), precise(step_with_options)
+    return precise(exp.compiled_init()), precise(step)
 
 
 class JaxContender:
@@ -434,7 +498,7 @@ def make_contenders(options: Options, setting: Setting, cell: str, torch: Any) -
         device = torch_device(torch)
         contenders.append(TorchContender(torch, cell, setting.hidden_size, config, options.torch_threads, device))
     for variant in options.variants:
-        contenders.append(JaxContender(f"ours+{variant}", train_programs(variant_experiment(config, variant)), seeds))
+        contenders.append(JaxContender(f"ours+{variant}", variant_programs(config, variant), seeds))
     return contenders
 
 
@@ -489,7 +553,7 @@ def benchmark_seeds(
     for cell in options.seeds_cells or options.cells:
         config = seeds_config(cell, s).replace(matmul_precision=options.matmul_precision)
         programs = train_programs(Experiment(config, validate(config)))  # shared: compiled once per seed count
-        variants = {v: train_programs(variant_experiment(config, v)) for v in options.variants}
+        variants = {v: variant_programs(config, v) for v in options.variants}
         for num_seeds in options.seed_counts:
             t0, seeds = time.perf_counter(), jnp.arange(num_seeds)
             contenders = [
@@ -509,6 +573,234 @@ def benchmark_seeds(
             timings = ", ".join(f"{name} {v:.4g} ms" for name, v in ms.items())
             log(f"seeds {cell} N={num_seeds}: {timings} per step of all seeds ({time.perf_counter() - t0:.0f}s)")
     return groups
+
+
+# ----------------------------------------------------------------------------- linear recurrences, before/after
+
+
+class WarmContender(JaxContender):
+    """A contender whose programs and warmed-up states were made elsewhere (another revision's code)."""
+
+    def __init__(self, name: str, step: Callable, states: list[Any]):
+        self.name, self.step, self.states = name, step, states
+
+
+def linear_config(options: Options, cell: str) -> Config:
+    return seeds_config(cell, options.linear_setting).replace(matmul_precision=options.matmul_precision)
+
+
+def benchmark_linear(options: Options, log: Callable[[str], None] = lambda s: None) -> list[Group]:
+    """The linear-recurrence cells' train step on `linear_setting` (adding): today's default execution, its
+    `--variants`, and, with `--baseline=REV`, revision REV's default execution, alternated in the same rounds."""
+    from benchmarks.baseline import baseline_programs
+
+    seeds = jnp.arange(options.num_seeds)[None]
+    before = {}
+    if options.baseline:
+        configs = {
+            c: linear_config(options, c).replace(num_seeds=options.num_seeds).to_dict() for c in options.linear_cells
+        }
+        warm = lambda init, step: [jax.block_until_ready(step(init(row))) for row in seeds]  # noqa: E731
+        before = baseline_programs(options.baseline, configs, warm)
+    groups = []
+    for cell in options.linear_cells:
+        t0, config = time.perf_counter(), linear_config(options, cell).replace(num_seeds=options.num_seeds)
+        contenders: list[Any] = [JaxContender("ours", train_programs(Experiment(config, validate(config))), seeds)]
+        if cell in before:
+            contenders.append(WarmContender("baseline", before[cell][1], before[cell][2]))
+        contenders += [JaxContender(f"ours+{v}", variant_programs(config, v), seeds) for v in options.variants]
+        n, ms, spread = time_contenders(contenders, options.rounds, options.warmup, options.min_round_s)
+        groups.append(Group(options.linear_setting, cell, n, ms, spread, options.num_seeds))
+        timings = ", ".join(f"{name} {v:.4g} ms" for name, v in ms.items())
+        log(f"linear {cell}: {timings} ({time.perf_counter() - t0:.0f}s)")
+    return groups
+
+
+def linear_section(options: Options, groups: list[Group]) -> list[str]:
+    has_baseline = any("baseline" in g.ms for g in groups)
+    header = ["cell", "ours ms/step"] + (["baseline ms/step", "baseline/ours"] if has_baseline else [])
+    header += [f"ours+{v} ms/step" for v in options.variants]
+    rows = []
+    for g in groups:
+        row = [g.cell, fmt(g.ms["ours"])]
+        if has_baseline:
+            row += [fmt(g.ms.get("baseline", math.nan)), fmt(g.ms.get("baseline", math.nan) / g.ms["ours"])]
+        rows.append(row + [fmt(g.ms[f"ours+{v}"]) for v in options.variants])
+    s = options.linear_setting
+    return [
+        "## Linear-recurrence cells: training step, today's default execution"
+        + (f" vs revision {options.baseline}" if has_baseline else ""),
+        "",
+        markdown_table(header, rows),
+        "",
+        f"{MAIN_JOB.task} task, {s} (T = seq_len), {MAIN_JOB.optimizer} lr {MAIN_JOB.learning_rate}, clipping at norm "
+        f"{MAIN_JOB.clip_norm}, {options.num_seeds} seed(s), one layer; each column the execution its code picks on "
+        "this backend (`--sequence_path=auto`), ours+V: today's code with variant V's flags.",
+        "baseline/ours above 1: today's code is faster than the baseline revision's, compiled and timed in the "
+        "same process, in alternating rounds (benchmarks/baseline.py).",
+        _timing_note(options, groups),
+    ]
+
+
+# ----------------------------------------------------------------------------- the grid, per minute
+
+
+@dataclasses.dataclass(frozen=True)
+class GridSlice:
+    """A fixed slice of a `benchmarks.tables` grid: its table and preset, the cells, lengths, steps and seeds."""
+
+    table: str
+    preset: str
+    cells: tuple[str, ...]
+    seq_lens: tuple[int, ...]
+    steps: int
+    num_seeds: int
+
+    def args(self) -> list[str]:
+        return [
+            f"--table={self.table}",
+            f"--preset={self.preset}",
+            f"--cells={','.join(self.cells)}",
+            f"--seq_lens={','.join(map(str, self.seq_lens))}",
+            f"--steps={self.steps}",
+            f"--num_seeds={self.num_seeds}",
+        ]
+
+
+GRID_SLICES = {
+    # every cell of the long adding grid at T=1000, 3 seeds, 200 steps (its evaluation at step 200 included)
+    "long": GridSlice("adding", "long", ("lstm", "gru", "indrnn", "cornn", "lem", "exprnn", "lru", "mingru", "minlstm"),
+                      (1000,), 200, 3),
+    # the long slice's cells that differ most in kind, for a few minutes of a lent GPU
+    "gpu": GridSlice("adding", "long", ("lstm", "gru", "lru", "minlstm"), (1000,), 200, 3),
+    "tiny": GridSlice("adding", "smoke", ("rnn", "gru"), (6,), 4, 2),  # the code path, in seconds (a test runs it)
+}  # fmt: skip
+
+
+@dataclasses.dataclass
+class GridRun:
+    """One launch of the slice: `workers` local workers, wall seconds from launch to exit, and each point's
+    (cell -> members, steps done, wall seconds of its training run) from its results.json."""
+
+    workers: int
+    wall_s: float
+    points: dict[str, tuple[int, int, float]]
+
+    @property
+    def seed_steps(self) -> int:
+        return sum(members * steps for members, steps, _ in self.points.values())
+
+    def per_minute(self) -> float:
+        return 60 * self.seed_steps / self.wall_s
+
+
+def run_grid(grid: GridSlice, workers: int, results_dir: Path, log: Callable[[str], None]) -> GridRun:
+    """`python -m benchmarks.tables <slice> --launcher=local --workers=N` into a fresh `results_dir`, timed."""
+    cmd = [sys.executable, "-m", "benchmarks.tables", *grid.args(), "--launcher=local", f"--workers={workers}"]
+    cmd.append(f"--results_dir={results_dir}")
+    # no persistent compilation cache: the second launch would load what the first compiled
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"grid slice with {workers} worker(s) exited {proc.returncode}: {proc.stderr[-2000:]}")
+    points = {}
+    for path in sorted((results_dir / grid.table).glob("*/results.json")):
+        r = json.loads(path.read_text())
+        points[path.parent.name] = (int(r["execution"]["members"]), int(r["steps_done"]), float(r["wall_time_s"]))
+    if len(points) != len(grid.cells) * len(grid.seq_lens):
+        raise RuntimeError(f"grid slice with {workers} worker(s): {len(points)} points finished: {sorted(points)}")
+    log(f"grid: {workers} worker(s): {len(points)} points in {wall:.0f}s")
+    return GridRun(workers, wall, points)
+
+
+def benchmark_grid(options: Options, log: Callable[[str], None] = lambda s: None) -> list[GridRun]:
+    """The slice one point at a time (one local worker), then with `grid_workers` local workers."""
+    grid = GRID_SLICES[options.grid_slice]
+    counts = (1,) if options.grid_workers == 1 else (1, options.grid_workers)
+    with tempfile.TemporaryDirectory(prefix="rnnlab-grid-") as tmp:
+        return [run_grid(grid, n, Path(tmp) / f"workers{n}", log) for n in counts]
+
+
+def grid_section(options: Options, runs: list[GridRun]) -> list[str]:
+    grid = GRID_SLICES[options.grid_slice]
+    header = ["point"] + [f"{r.workers} worker(s): seed-steps/min" for r in runs]
+    rows = []
+    for point in runs[0].points:
+        rows.append([point] + [fmt(60 * m * n / w) for m, n, w in (r.points[point] for r in runs)])
+    rows.append(["**all (wall clock)**"] + [fmt(r.per_minute()) for r in runs])
+    out = [
+        f"## Grid throughput: {grid.table} ({grid.preset} preset), cells {', '.join(grid.cells)}, "
+        f"T = {', '.join(map(str, grid.seq_lens))}, {grid.num_seeds} seeds, {grid.steps} steps",
+        "",
+        markdown_table(header, rows),
+        "",
+        "Each run: `python -m benchmarks.tables " + " ".join(grid.args()) + " --launcher=local --workers=N` "
+        "into a fresh results folder, as a user launches the grid. seed-steps/min of a point: seeds x steps / "
+        "its training run's wall time (results.json: compiling and evaluation included, other points running "
+        "beside it); all: every point's seeds x steps / the launch's wall time (process starts included).",
+    ]
+    if len(runs) > 1:
+        out.append(
+            f"{runs[1].workers} workers / one at a time, in all: {fmt(runs[1].per_minute() / runs[0].per_minute())}."
+        )
+    return out
+
+
+# ----------------------------------------------------------------------------- profile of one vmapped step
+
+
+def profile_section(options: Options, log: Callable[[str], None] = lambda s: None) -> list[str]:
+    """XLA's cost and memory analysis of one compiled vmapped step (the first seeds cell, the largest seed
+    count, `seeds_setting`); with `profile_dir`, a `jax.profiler` trace of 3 steps there (TensorBoard or
+    Perfetto read it)."""
+    s, cell, n = options.seeds_setting, (options.seeds_cells or options.cells)[0], max(options.seed_counts)
+    config = seeds_config(cell, s).replace(matmul_precision=options.matmul_precision, num_seeds=n)
+    exp = Experiment(config, validate(config))
+    init, _ = train_programs(exp)
+    state = init(jnp.arange(n))
+    with exp.precision():
+        compiled = exp.compiled_step().lower(state).compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list | tuple) else cost
+    memory = compiled.memory_analysis()
+    state = jax.block_until_ready(compiled(state))
+    t0 = time.perf_counter()
+    state = jax.block_until_ready(compiled(state))
+    step_s = time.perf_counter() - t0
+    rows = [[k, fmt(float(v))] for k, v in sorted((cost or {}).items()) if k in PROFILE_COSTS]
+    for name in (
+        "temp_size_in_bytes",
+        "argument_size_in_bytes",
+        "output_size_in_bytes",
+        "generated_code_size_in_bytes",
+    ):
+        if memory is not None and hasattr(memory, name):
+            rows.append([name, fmt(float(getattr(memory, name)))])
+    rows.append(["measured seconds per step (one step)", fmt(step_s)])
+    flops = float((cost or {}).get("flops", math.nan))
+    rows.append(["flops / measured seconds", fmt(flops / step_s)])
+    out = [
+        f"## Profile: one vmapped step of {n} {cell} seeds, {MAIN_JOB.task} {s}",
+        "",
+        markdown_table(["quantity", "value"], rows),
+        "",
+        "XLA's `cost_analysis()` and `memory_analysis()` of the compiled `Experiment.compiled_step()` (as "
+        "experiments.train runs it); flops counts every HLO op XLA costs, not only matmuls.",
+    ]
+    if options.profile_dir:
+        with jax.profiler.trace(options.profile_dir):
+            for _ in range(3):
+                state = compiled(state)
+            jax.block_until_ready(state)
+        out.append(f"A jax.profiler trace of 3 steps is in `{options.profile_dir}` (TensorBoard's profile plugin or "
+                   "Perfetto read its .trace.json.gz / .xplane.pb).")  # fmt: skip
+    log(f"profile {cell} N={n}: {step_s * 1e3:.4g} ms per step, {flops:.3g} flops")
+    return out
+
+
+PROFILE_COSTS = ("flops", "bytes accessed", "transcendentals", "optimal_seconds", "utilization")
 
 
 # ----------------------------------------------------------------------------- report
@@ -591,10 +883,20 @@ def seeds_section(options: Options, groups: list[SeedsGroup]) -> list[str]:
     ]
 
 
-def markdown(options: Options, groups: list[Group], seeds: list[SeedsGroup], torch: Any, command: str = "") -> str:
-    """The Markdown report: the speed table (when `groups`), then the seeds table (when `seeds`)."""
+def markdown(
+    options: Options,
+    groups: list[Group],
+    seeds: list[SeedsGroup],
+    torch: Any,
+    command: str = "",
+    extra: tuple[list[str], ...] = (),
+) -> str:
+    """The Markdown report: the speed table (when `groups`), the seeds table (when `seeds`), then `extra`'s
+    sections (linear, grid, profile)."""
     out = speed_section(options, groups, torch) + [""] if groups else []
     out += seeds_section(options, seeds) + [""] if seeds else []
+    for section in extra:
+        out += section + [""]
     device = jax.devices()[0]
     versions = f"{device.platform} ({device.device_kind}); jax {jax.__version__}, flax {flax.__version__}"
     versions += f", optax {optax.__version__}"
@@ -643,8 +945,19 @@ def define_flags() -> None:
     flags.DEFINE_string("seed_counts", None, "Override the preset's seed counts N of the seeds table: N,...")
     flags.DEFINE_string("out", "", "Also write the Markdown report to this file (atomically).")
     flags.DEFINE_string(
-        "matmul_precision", "highest", "Ours as experiments.train's flag; PyTorch on CUDA: TF32 off (highest) or on."
+        "matmul_precision",
+        "highest",
+        "Ours as experiments.train's flag (highest, default, tf32x3: GPUs only); PyTorch on CUDA: TF32 on for "
+        "default, off otherwise.",
     )
+    flags.DEFINE_string("linear_setting", None, "linear section: BxTxH on adding (default 50x1000x128).")
+    flags.DEFINE_string("linear_cells", None, f"linear section: cells (default {','.join(LINEAR_CELLS)}).")
+    flags.DEFINE_string(
+        "baseline", "", "linear section: a git revision whose code is timed beside today's (e.g. main, a commit)."
+    )
+    flags.DEFINE_enum("grid_slice", None, sorted(GRID_SLICES), "grid section: the slice (long; tiny for tests).")
+    flags.DEFINE_integer("grid_workers", None, "grid section: local workers beside the one-at-a-time run (default 3).")
+    flags.DEFINE_string("profile_dir", "", "profile section: also write a jax.profiler trace of 3 steps here.")
 
 
 def options_from_flags() -> Options:
@@ -668,6 +981,20 @@ def options_from_flags() -> Options:
     if FLAGS.matmul_precision not in PRECISIONS:
         raise ConfigError(f"--matmul_precision={FLAGS.matmul_precision!r}: must be one of {', '.join(PRECISIONS)}")
     changes["matmul_precision"] = FLAGS.matmul_precision
+    if FLAGS.linear_setting is not None:
+        changes["linear_setting"] = Setting.parse(FLAGS.linear_setting, "linear_setting", min_length=2)
+    if FLAGS.linear_cells is not None:
+        changes["linear_cells"] = tuple(list_flag(FLAGS.linear_cells, "linear_cells"))
+        if bad := [c for c in changes["linear_cells"] if c not in CELL_REGISTRY.names()]:
+            raise ConfigError(f"--linear_cells: {', '.join(bad)} not among {', '.join(CELL_REGISTRY.names())}")
+    changes["baseline"] = FLAGS.baseline
+    if FLAGS.grid_slice is not None:
+        changes["grid_slice"] = FLAGS.grid_slice
+    if FLAGS.grid_workers is not None:
+        if not 1 <= FLAGS.grid_workers <= 64:
+            raise ConfigError(f"--grid_workers={FLAGS.grid_workers}: must be in [1, 64]")
+        changes["grid_workers"] = FLAGS.grid_workers
+    changes["profile_dir"] = FLAGS.profile_dir
     if FLAGS.seeds_setting is not None:
         changes["seeds_setting"] = Setting.parse(FLAGS.seeds_setting, "seeds_setting", min_length=2)
     if FLAGS.seed_counts is not None:
@@ -676,6 +1003,8 @@ def options_from_flags() -> Options:
         changes["variants"] = tuple(list_flag(FLAGS.variants, "variants"))
         parsed = [tuple(sorted(parse_variant(v).items())) for v in changes["variants"]]
         _refuse_repeats("variants", FLAGS.variants, parsed, changes["variants"])
+        for v in changes["variants"]:
+            check_variant_backend(v, jax.default_backend())
     for name in ("rounds", "warmup"):
         if (value := getattr(FLAGS, name)) is not None:
             if value < 1:
@@ -714,16 +1043,36 @@ def check_options(options: Options) -> None:
         s, flag = options.seeds_setting, "seeds_setting" if FLAGS["seeds_setting"].present else "preset"
         n = max(options.seed_counts)
         checks += [(flag, s, seeds_config(c, s).replace(num_seeds=n)) for c in options.seeds_cells or options.cells]
+    if "profile" in options.sections:
+        s, flag = options.seeds_setting, "seeds_setting" if FLAGS["seeds_setting"].present else "preset"
+        cell = (options.seeds_cells or options.cells)[0]
+        checks.append((flag, s, seeds_config(cell, s).replace(num_seeds=max(options.seed_counts))))
+    if "linear" in options.sections:
+        flag = "linear_setting" if FLAGS["linear_setting"].present else "preset"
+        checks += [(flag, options.linear_setting, linear_config(options, c)) for c in options.linear_cells]
     for flag, setting, config in checks:
+        config = config.replace(matmul_precision=options.matmul_precision)
+        if error := _precision_error(config):
+            raise ConfigError(error)
         try:
             validate(config)
         except ConfigError as e:
             raise ConfigError(f"--{flag}: {setting} ({config.cell}): {e}") from None
 
 
+def _precision_error(config: Config) -> str:
+    """The one-line refusal of --matmul_precision on this backend, or ""."""
+    try:
+        policy.matmul_precision(jax.default_backend(), config.matmul_precision)
+    except ValueError as e:
+        return str(e)
+    return ""
+
+
 def main(argv: list[str]) -> None:
     options = options_from_flags()
     speed, seeds = "speed" in options.sections, "seeds" in options.sections
+    linear, grid, profile = ("linear" in options.sections, "grid" in options.sections, "profile" in options.sections)
     torch = import_torch() if options.use_torch else None
     if options.use_torch and torch is None:
         print("torch is not installed: the torch column is skipped", file=sys.stderr)
@@ -732,8 +1081,15 @@ def main(argv: list[str]) -> None:
     log(f"jax {jax.__version__} on {jax.devices()[0].platform}; {n_groups} groups")
     groups = benchmark(options, log) if speed else []
     seeds_groups = benchmark_seeds(options, log, torch) if seeds else []
+    extra = []
+    if linear:
+        extra.append(linear_section(options, benchmark_linear(options, log)))
+    if grid:
+        extra.append(grid_section(options, benchmark_grid(options, log)))
+    if profile:
+        extra.append(profile_section(options, log))
     command = " ".join(["python -m benchmarks.speed", *sys.argv[1:]])
-    report = markdown(options, groups, seeds_groups, torch, command)
+    report = markdown(options, groups, seeds_groups, torch, command, tuple(extra))
     print(report)
     if FLAGS.out:
         atomic_write(FLAGS.out, lambda f: f.write(report))

@@ -17,6 +17,10 @@ class Cell(nn.RNNCellBase):
     """
 
     hidden_size: int
+    # True when the whole-sequence method computes the same thing run over consecutive chunks of time
+    # (the carry passed from one to the next) at no extra cost: the linear-recurrence cells (lru,
+    # mingru, minlstm), whose per-step work is elementwise. `experiments.policy.time_chunk` reads it.
+    time_chunkable = False
 
     @nn.nowrap
     def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> jax.Array:

@@ -107,6 +107,10 @@ class LRUCell(Cell):
     is linear, so a carry perturbation eps_t enters as lambda * eps_t added to the drive.
     """
 
+    time_chunkable = True
+    # the whole-sequence method in chunks of time beat the step scan on a CPU too (experiments.policy)
+    sequence_backends = ("cpu", "gpu", "cuda", "rocm", "tpu")
+
     state_size: int = 0
     r_min: float = 0.0
     r_max: float = 1.0
@@ -178,19 +182,32 @@ class LRUCell(Cell):
         h = _lambda(p) * _complex(carry) + _drive(p, z)
         return _real(h), _block_out(q, u, _readout(p, h, z))
 
-    def sequence(self, carry: jax.Array, xs: jax.Array, perturbations: jax.Array | None = None, unroll: int = 1):
-        """All T steps by one associative scan: xs (T, ..., I) -> (final carry, ys (T, ..., H)).
+    def sequence(
+        self,
+        carry: jax.Array,
+        xs: jax.Array,
+        perturbations: jax.Array | None = None,
+        unroll: int = 1,
+        last_only: bool = False,
+        scan: str = "associative",
+    ) -> tuple[jax.Array, jax.Array]:
+        """All T steps by one linear-recurrence scan: xs (T, ..., I) -> (final carry, ys (T, ..., H)).
 
         Needs bound parameters (created by the step at init). `perturbations` (T, ..., 2N) is added
         to the carry entering each step, as in `experiments.model`; `unroll` is unused (no loop).
+        `last_only`: ys is the last output (..., H) alone (the readout is not applied at the other
+        steps). `scan`: `cells.scan.linear_recurrence`'s method.
         """
         del unroll
         p = self.variables["params"]
         u, xs = (xs, xs) if self.block == "none" else _block_in(p, xs)
         eps = None if perturbations is None else _complex(perturbations)
-        hs = linear_recurrence(_lambda(p), _drive(p, xs), _complex(carry), eps)
+        hs = linear_recurrence(_lambda(p), _drive(p, xs), _complex(carry), eps, scan)
+        h_last = hs[-1]
+        if last_only:  # the readout (and block) at the last step alone
+            hs, xs, u = hs[-1], xs[-1], u[-1]
         ys = _readout(p, hs, xs)
-        return _real(hs[-1]), ys if self.block == "none" else _block_out(p, u, ys)
+        return _real(h_last), ys if self.block == "none" else _block_out(p, u, ys)
 
     @nn.nowrap
     def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> jax.Array:

@@ -1,5 +1,6 @@
 r"""Depth: N cells stacked in time, as one cell whose carry is the tuple of the layers' carries."""
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -74,20 +75,50 @@ class StackedCell(nn.RNNCellBase):
             names += [f"{i}.{name}" for name in _leaf_names(layer, carry)]
         return tuple(names)
 
-    def sequence(self, carry: tuple, xs: jax.Array, perturbations: Any = None, unroll: int = 1) -> tuple[tuple, Any]:
-        """All T steps, layer after layer: xs (T, B, I) -> (final carries, ys (T, B, H_N))."""
+    @property
+    def time_chunkable(self) -> bool:
+        """Its whole sequence may run in chunks of time when every layer's may (`Cell.time_chunkable`)."""
+        return all(getattr(layer, "time_chunkable", False) for layer in self.layers)
+
+    def sequence(
+        self,
+        carry: tuple,
+        xs: jax.Array,
+        perturbations: Any = None,
+        unroll: int = 1,
+        last_only: bool = False,
+        scan: str = "associative",
+    ) -> tuple[tuple, Any]:
+        """All T steps, layer after layer: xs (T, B, I) -> (final carries, ys (T, B, H_N)).
+
+        `last_only`: ys is the last layer's last output (B, H_N) alone; `scan`: passed to the layers
+        whose whole-sequence method takes it (the linear-recurrence cells, `cells.scan`).
+        """
         params = self.variables["params"]
         finals = []
         for i, (layer, c) in enumerate(zip(self.layers, carry, strict=True)):
             eps = None if perturbations is None else perturbations[i]
             unbound = layer.clone(parent=None)
             variables = {"params": params[f"layers_{i}"]}
+            last = last_only and i == len(self.layers) - 1
             if callable(getattr(unbound, "sequence", None)):
-                c, xs = unbound.apply(variables, c, xs, eps, unroll, method="sequence")
+                options = _accepted(unbound.sequence, last_only=last, scan=scan)
+                c, xs = unbound.apply(variables, c, xs, eps, unroll, method="sequence", **options)
+                if last and not options.get("last_only"):
+                    xs = xs[-1]
             else:
                 c, xs = _scan_steps(unbound, variables, c, xs, eps, unroll)
+                xs = xs[-1] if last else xs
             finals.append(c)
         return tuple(finals), xs
+
+
+def _accepted(method: Any, **options: Any) -> dict[str, Any]:
+    """The keyword options that `method` takes, among `options`."""
+    parameters = inspect.signature(method).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return options
+    return {k: v for k, v in options.items() if k in parameters}
 
 
 def _scan_steps(cell: nn.Module, variables: dict, carry: Any, xs: jax.Array, eps: Any, unroll: int):

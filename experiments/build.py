@@ -34,6 +34,10 @@ def build(config: Config, backend: str | None = None) -> Parts:
     Checks the scalar fields first (`check_fields`); compiles nothing."""
     check_fields(config)
     try:
+        policy.matmul_precision(backend or jax.default_backend(), config.matmul_precision)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    try:
         task = make_task(config.task, config.seq_len, config.task_options)
     except ValueError as e:
         message = str(e)
@@ -60,6 +64,7 @@ def make_model(config: Config, cell: Any, task: Task, backend: str | None = None
         config.remat,
         path=policy.sequence_path(backend, config.sequence_path, getattr(cell, "sequence_backends", None)),
         scan_unroll=policy.scan_unroll(backend, config.unroll),
+        time_chunk=policy.time_chunk(backend, getattr(cell, "time_chunkable", False)),
     )
 
 

@@ -89,7 +89,9 @@ class Config:
         0, "Local devices the seeds (x learning rates) are sharded over (0 = the most that divide their number)."
     )
     matmul_precision: str = _field(
-        "highest", "fp32 matmul precision: highest (reproducible fp32) or default (lets a GPU use TF32)."
+        "highest",
+        "fp32 matmul precision: highest (reproducible fp32), default (lets a GPU use TF32) or tf32x3 (a GPU's "
+        "three-pass TF32 dot algorithm, close to fp32; GPUs only).",
     )
     tensorboard: bool = _field(True, "Write TensorBoard event files beside metrics.jsonl: <workdir>/tb/seed_<s>/.")
 

@@ -2,6 +2,7 @@
 
 import dataclasses
 import functools
+import inspect
 from typing import Any
 
 import jax
@@ -10,6 +11,19 @@ from flax import linen as nn
 
 Params = Any
 Carry = Any
+
+
+def sequence_options(cell: nn.Module, **options: Any) -> dict[str, Any]:
+    """The keyword options of the cell's whole-sequence method that it accepts, among `options`.
+
+    Optional keywords of the contract: `last_only` (return the last output (B, ...) alone, so a
+    readout inside the cell runs once, not T times) and `scan` (the linear-recurrence cells' scan
+    method, `cells.scan.METHODS`). A cell whose `sequence` takes neither gets neither.
+    """
+    parameters = inspect.signature(cell.sequence).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return options
+    return {k: v for k, v in options.items() if k in parameters}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +55,8 @@ class SequenceModel:
     remat: int = 0
     path: str = "sequence"
     scan_unroll: int = 1
+    time_chunk: int = 0
+    linear_scan: str = "associative"
 
     def init(self, rng: jax.Array, inputs: jax.Array) -> Params:
         cell_key, readout_key = jax.random.split(rng)
@@ -85,8 +101,11 @@ class SequenceModel:
 
     def _run_sequence(self, cell_params: Params, carry: Carry, xs: Any, last_only: bool) -> tuple[Carry, jax.Array]:
         x, eps = xs
-        carry, ys = self.cell.apply({"params": cell_params}, carry, x, eps, self.scan_unroll, method="sequence")
-        return carry, (ys[-1] if last_only else ys)
+        options = sequence_options(self.cell, last_only=last_only, scan=self.linear_scan)
+        carry, ys = self.cell.apply(
+            {"params": cell_params}, carry, x, eps, self.scan_unroll, method="sequence", **options
+        )
+        return carry, (ys[-1] if last_only and not options.get("last_only") else ys)
 
     def _run_steps(self, cell_params: Params, carry: Carry, xs: Any, last_only: bool) -> tuple[Carry, jax.Array]:
         def step(carry: Carry, xs: tuple[jax.Array, Carry | None]) -> tuple[Carry, jax.Array]:
@@ -106,12 +125,23 @@ class SequenceModel:
 
     def _chunked(self, run, carry: Carry, xs: Any, length: int, last_only: bool) -> tuple[Carry, jax.Array]:
         """`run(carry, xs)` over all T steps, or chunk by chunk under jax.checkpoint when remat is on."""
+        if self.uses_sequence and 0 < self.time_chunk < length:
+            inner = functools.partial(self._over_chunks, run, k=self.time_chunk, last_only=last_only, checkpoint=False)
+            run_chunk = lambda carry, xs: inner(carry, xs, jax.tree.leaves(xs)[0].shape[0])  # noqa: E731
+        else:
+            run_chunk = run
         if self.remat <= 0 or self.remat >= length:
+            return run_chunk(carry, xs)
+        return self._over_chunks(run_chunk, carry, xs, length, self.remat, last_only, checkpoint=True)
+
+    @staticmethod
+    def _over_chunks(run, carry: Carry, xs: Any, length: int, k: int, last_only: bool, checkpoint: bool):
+        if k >= length:
             return run(carry, xs)
-        k, n_chunks = self.remat, length // self.remat
+        n_chunks = length // k
         head = jax.tree.map(lambda a: a[: n_chunks * k].reshape((n_chunks, k) + a.shape[1:]), xs)
         tail = jax.tree.map(lambda a: a[n_chunks * k :], xs)
-        carry, ys = jax.lax.scan(jax.checkpoint(run), carry, head)  # ys: (n, k, ...) or (n, ...) last only
+        carry, ys = jax.lax.scan(jax.checkpoint(run) if checkpoint else run, carry, head)
         ys = ys[-1] if last_only else ys.reshape((n_chunks * k,) + ys.shape[2:])
         if length % k:
             carry, ys_tail = run(carry, tail)

@@ -2,7 +2,8 @@
 
 Each function takes the backend's name (`jax.default_backend()`: "cpu", "gpu", "tpu", ...) so a
 unit test covers every branch without the hardware. The flags `--sequence_path`, `--unroll` and
-`--seed_chunk` override them (their value "auto" / 0 asks this module).
+`--seed_chunk` override them (their value "auto" / 0 asks this module); `--matmul_precision` is
+mapped to the backend's algorithm, or refused where it has none (`matmul_precision`).
 
 Measurements behind the choices (`python -m benchmarks.speed`, ratios side by side in one run;
 `results/speed/`):
@@ -13,9 +14,20 @@ Measurements behind the choices (`python -m benchmarks.speed`, ratios side by si
   as fast as unroll 1 on both paths, so CPU does not unroll.
 - CPU, 2 cores (`results/speed/parallel_scan_cpu.md`, training step, B=64 T=520 H=128):
   the associative scans were 1.4-2.0x slower than the step scans (lru 413 vs 202 ms, mingru 190 vs
-  128, minlstm 274 vs 186), so the parallel scans are accelerator defaults too; `exprnn`'s
+  128, minlstm 274 vs 186), so the parallel scans were accelerator defaults (lru: see below); `exprnn`'s
   whole-sequence method (exp(A) once) was 17x as fast as its step (exp(A) at every step: 120 vs
   2054 ms) and is declared the faster path everywhere (`sequence_backends`).
+- CPU, 2 cores (`results/speed/linear_cpu.md`, training step, adding B=50 T=1000 H=128, one layer,
+  beside revision 532934c's code in one process): autodiff of the whole-sequence `associative_scan`
+  ran its elementwise work over (T, B, N) arrays that do not fit in cache (a softplus fusion at 13 ns
+  an element against 3 ns inside the step's loop), and lru's readout ran at all T steps where the
+  adding task reads the last. With the scan's own backward pass (`cells.scan`), chunks of
+  `CPU_TIME_CHUNK` = 16 steps (`time_chunk`; 16-32 were alike, the whole sequence 1.5-2x slower)
+  and the last output read out alone, lru's whole-sequence method beat its step scan (434 vs
+  533 ms) and is its CPU default too (`sequence_backends`): 2.5x revision 532934c's step scan.
+  minGRU/minLSTM's gates from one exp (`cells.minrnn.gate_pair`) made their step 1.6x as fast;
+  their chunked whole-sequence method was no faster than the step (357 vs 329, 399 vs 545 ms, within
+  the noise of a shared machine), so they keep the step scan on CPU.
 - CPU: a step vmapped over many seeds keeps one big buffer of backward residuals; past glibc's
   32 MiB mmap threshold it is mapped afresh on every call (~15,000 page faults per step at 4 LSTM
   seeds, 0.6x as fast as sequential seeds). Seeds are vmapped in chunks keeping under
@@ -42,7 +54,12 @@ Measurements behind the choices (`python -m benchmarks.speed`, ratios side by si
 """
 
 PATHS = ("auto", "sequence", "step")
-PRECISIONS = ("highest", "default")
+PRECISIONS = ("highest", "default", "tf32x3")
+# --matmul_precision -> `jax.default_matmul_precision`'s value; tf32x3 is XLA's dot algorithm of three TF32
+# passes (a split of each fp32 operand into a TF32 head and tail; close to fp32 accuracy), on GPUs only
+PRECISION_VALUES = {"highest": "highest", "default": "default", "tf32x3": "TF32_TF32_F32_X3"}
+PRECISION_BACKENDS = {"tf32x3": ("gpu", "cuda")}  # XLA:CPU rejects the algorithm when it compiles
+CPU_TIME_CHUNK = 16
 CPU_SEED_CHUNK_BYTES = 30 * 2**20
 GPU_MEMORY_FRACTION = 0.5  # of the device's memory, for the seeds' backward residuals
 GPU_UNROLL = 8
@@ -60,6 +77,31 @@ def sequence_path(backend: str, requested: str = "auto", preferred: tuple[str, .
     if requested != "auto":
         return requested
     return "sequence" if backend in (ACCELERATORS if preferred is None else preferred) else "step"
+
+
+def matmul_precision(backend: str, requested: str) -> str:
+    """The `jax.default_matmul_precision` value of `--matmul_precision=requested` on `backend`.
+
+    ValueError (one line naming the flag) where the backend lacks the algorithm: tf32x3 off a GPU.
+    """
+    allowed = PRECISION_BACKENDS.get(requested)
+    if allowed is not None and backend not in allowed:
+        usable = ", ".join(p for p in PRECISIONS if backend in PRECISION_BACKENDS.get(p, (backend,)))
+        raise ValueError(
+            f"--matmul_precision={requested}: the three-pass TF32 dot algorithm needs a GPU; "
+            f"on {backend} use one of {usable}"
+        )
+    return PRECISION_VALUES[requested]
+
+
+def time_chunk(backend: str, chunkable: bool) -> int:
+    """Time steps per chunk of a whole-sequence method that may run in chunks (0 = the whole sequence).
+
+    `chunkable`: the cell's `time_chunkable` (the linear recurrences). On a CPU, chunks of
+    `CPU_TIME_CHUNK` steps keep each chunk's elementwise work in cache (see the module docstring);
+    an accelerator runs the whole sequence at once.
+    """
+    return CPU_TIME_CHUNK if chunkable and backend not in ACCELERATORS else 0
 
 
 def scan_unroll(backend: str, requested: int = 0) -> int:

@@ -128,7 +128,9 @@ class Experiment:
 
     def precision(self) -> contextlib.AbstractContextManager:
         """Context under which this config's programs are traced: its fp32 matmul precision."""
-        return jax.default_matmul_precision(self.config.matmul_precision)
+        return jax.default_matmul_precision(
+            policy.matmul_precision(jax.default_backend(), self.config.matmul_precision)
+        )
 
     def mesh(self) -> Mesh:
         """The 1-D mesh over the devices the seeds are sharded over (see `config.num_devices`)."""

@@ -64,7 +64,9 @@ def test_a_smaller_evaluation_chunk_gives_the_same_metrics(monkeypatch):
 
 
 def test_cells_declare_where_their_whole_sequence_method_wins():
-    """exprnn's sequence method computes exp(A) once: the default path on every backend, in a stack too."""
+    """exprnn's sequence method computes exp(A) once, lru's in chunks of time beat its step on a CPU: the default
+    path on every backend, in a stack too; mingru keeps the step scan on a CPU. Only the linear cells run in
+    time chunks, on a CPU."""
     from cells import make_cell
     from experiments.build import make_model
     from tasks import make_task
@@ -72,12 +74,13 @@ def test_cells_declare_where_their_whole_sequence_method_wins():
     task = make_task("adding", 10)
     assert policy.sequence_path("cpu", "auto", ("cpu", "gpu")) == "sequence"
     assert policy.sequence_path("gpu", "auto", ("cpu",)) == "step"
-    for cell, cpu_path in [("exprnn", "sequence"), ("lstm", "step"), ("lru", "step")]:
+    for cell, cpu_path in [("exprnn", "sequence"), ("lstm", "step"), ("lru", "sequence"), ("mingru", "step")]:
         for layers in (1, 2):
             model = make_model(Config(cell=cell, num_layers=layers), make_cell(cell, 8, num_layers=layers), task, "cpu")
             assert model.path == cpu_path, (cell, layers)
+            assert model.time_chunk == (policy.CPU_TIME_CHUNK if cell in ("lru", "mingru") else 0), (cell, layers)
             gpu = make_model(Config(cell=cell, num_layers=layers), make_cell(cell, 8, num_layers=layers), task, "gpu")
-            assert gpu.path == "sequence"
+            assert gpu.path == "sequence" and gpu.time_chunk == 0
 
 
 def test_num_devices_auto_and_explicit():
@@ -92,7 +95,7 @@ def test_num_devices_auto_and_explicit():
     [
         ({"num_devices": 2}, "--num_devices=2: only"),  # this process sees one CPU device
         ({"sequence_path": "fused"}, "--sequence_path='fused': must be one of auto, sequence, step"),
-        ({"matmul_precision": "tf32"}, "--matmul_precision='tf32': must be one of highest, default"),
+        ({"matmul_precision": "tf32"}, "--matmul_precision='tf32': must be one of highest, default, tf32x3"),
         ({"unroll": -1}, "--unroll=-1"),
         ({"seed_chunk": -2}, "--seed_chunk=-2"),
     ],

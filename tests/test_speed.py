@@ -123,3 +123,58 @@ def test_gpu_preset_code_path_runs_at_tiny_sizes(tmp_path):
     assert [row[:2] for row in rows] == [["lstm", "1"], ["lstm", "3"]]
     assert header[-1] == "vmapped+step seed-steps/s" and all(float(row[-1]) > 0 for row in rows)
     assert set(speed.PRESETS["gpu"].seed_counts) == {1, 8, 32, 256}
+
+
+def test_gpu_only_variants_parse_and_are_refused_off_a_gpu():
+    """cmdbuf (XLA GPU command buffers, set per compilation) and tf32x3 (the three-pass TF32 dot algorithm)
+    are variants for side-by-side timing on a GPU; elsewhere the flag check refuses them in one line."""
+    assert speed.parse_variant("cmdbuf") == {"xla": "cmdbuf"}
+    assert speed.parse_variant("cmdbuf+tf32x3") == {"xla": "cmdbuf", "matmul_precision": "tf32x3"}
+    assert speed.COMMAND_BUFFER_OPTIONS["xla_gpu_command_buffer_unroll_loops"] is True
+    assert "WHILE,CONDITIONAL" in speed.COMMAND_BUFFER_OPTIONS["xla_gpu_enable_command_buffer"]
+    speed.check_variant_backend("cmdbuf+tf32x3", "gpu")
+    with pytest.raises(ConfigError, match=r"^--variants=cmdbuf: cmdbuf sets XLA GPU command-buffer options"):
+        speed.check_variant_backend("cmdbuf", "cpu")
+    with pytest.raises(ConfigError, match=r"^--variants=step\+tf32x3: --matmul_precision=tf32x3: .*needs a GPU"):
+        speed.check_variant_backend("step+tf32x3", "cpu")
+
+
+def test_command_buffer_options_are_accepted_by_xla_when_it_compiles():
+    """The options' names and values parse in this XLA (a CPU compilation accepts and ignores them), and a
+    step compiled with them runs."""
+    config = speed.Setting(2, 23, 4).config("rnn")
+    init, step = speed.train_programs(speed.Experiment(config), speed.COMMAND_BUFFER_OPTIONS)
+    state = step(init(jax.numpy.arange(1)))
+    assert int(jax.block_until_ready(state).step[0]) == 1
+
+
+def test_baseline_revision_must_exist():
+    from benchmarks.baseline import revision
+
+    with (
+        pytest.raises(ConfigError, match=r"^--baseline=no-such-revision: not a revision"),
+        revision("no-such-revision"),
+    ):
+        pass
+
+
+@pytest.mark.slow
+def test_grid_and_profile_sections_run_the_tiny_slice(tmp_path):
+    """--sections=grid trains the tiny slice through the local launcher one point at a time and with 2 workers
+    and reports seed-steps per minute per point and in all; --sections=profile prints XLA's cost analysis of
+    one vmapped step and writes a jax.profiler trace."""
+    out, trace = tmp_path / "grid.md", tmp_path / "trace"
+    cmd = [sys.executable, "-m", "benchmarks.speed", "--sections=grid,profile", "--grid_slice=tiny", "--grid_workers=2"]
+    cmd += ["--seeds_setting=4x8x4", "--seed_counts=1,3", "--cells=rnn", f"--profile_dir={trace}", f"--out={out}"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    grid, profile = out.read_text().split("\n## Profile")
+    header, rows = table_rows(grid)
+    assert header == ["point", "1 worker(s): seed-steps/min", "2 worker(s): seed-steps/min"]
+    assert [row[0] for row in rows] == ["gru_T6", "rnn_T6", "**all (wall clock)**"]
+    assert all(float(v) > 0 for row in rows for v in row[1:])
+    assert "2 workers / one at a time, in all: " in grid
+    _, rows = table_rows(profile)
+    values = {row[0]: float(row[1]) for row in rows}
+    assert values["flops"] > 0 and values["measured seconds per step (one step)"] > 0
+    assert list(trace.rglob("*.xplane.pb"))
