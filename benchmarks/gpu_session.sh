@@ -24,7 +24,7 @@ DEADLINE=${DEADLINE:-570}  # seconds from the start by which everything has ende
 # points that need a GPU, at the committed points' budget (mingru, gru and lstm at T=5000 came from here).
 # Name only points nobody trains elsewhere: a fresh machine has no checkpoints (they are not committed), so
 # it starts them from scratch. Unpack the archive into a scratch folder and move its points into place.
-TRAIN_ARGS=${TRAIN_ARGS-"--table=adding --preset=long --seq_lens=2000 --results_dir=results/long --workers=2|--table=copy --preset=long --seq_lens=1000 --results_dir=results/long --workers=1"}
+TRAIN_ARGS=${TRAIN_ARGS-"--table=adding --preset=long --seq_lens=2000 --results_dir=results/long --overwrite_tracked --workers=2|--table=copy --preset=long --seq_lens=1000 --results_dir=results/long --overwrite_tracked --workers=1"}
 TRAIN_S=${TRAIN_S:-300}
 RESULTS=${RESULTS:-results}  # where TRAIN_ARGS's tables write
 PRECISIONS=${PRECISIONS-highest default}  # of the speed part; PRECISIONS= skips it
