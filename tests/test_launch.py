@@ -184,7 +184,7 @@ def test_a_killed_worker_resumes_on_relaunch_and_a_preempted_one_is_requeued(tmp
     # TensorBoard shows every logging step once: the file the earlier runs left, and the last run's own
     files = events(workdir / "tb" / "seed_0")
     assert len(files) == 2 and files[0][0].HasField("file_version")
-    steps = [e.step for f in files for e in f if any(v.tag == "eval_loss" for v in e.summary.value)]
+    steps = [e.step for f in files for e in f if any(v.tag == "eval/loss" for v in e.summary.value)]
     assert steps == list(range(0, 1501, 10))
 
 
