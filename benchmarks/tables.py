@@ -360,7 +360,7 @@ def load_points(table: str, configs: dict[PointKey, Config], results_dir: Path) 
                 points[key] = load_point(launch.measure(table), workdir, task_of(configs[key]))
             except DamagedError as e:
                 points[key] = {"busy": f"damaged: {e.short}"}
-        elif status.state == "not started" and launch.measure(table) == "train":
+        elif status.line == "not started" and launch.measure(table) == "train":  # nothing submitted either
             records = find_plan_records(results_dir) if records is None else records
             cpu, gpu = (plan.estimate(configs[key], configs[key].steps, records, b).seconds for b in plan.BACKENDS)
             points[key] = {

@@ -20,7 +20,7 @@ from cells.lstm import LSTMCell
 from cells.minrnn import MinGRUCell, MinLSTMCell
 from cells.rnn import RNNCell
 from cells.stack import StackedCell
-from plugins import Registry, check_finite_options, constructor_fields, describe_exception, parse_options
+from plugins import Registry, SignalExit, check_finite_options, constructor_fields, describe_exception, parse_options
 
 CELLS = Registry("cell")
 CELLS.register("rnn", RNNCell)
@@ -74,6 +74,8 @@ def make_cell(spec: str, hidden_size: int, options: str | dict[str, Any] = "", n
         return factory(**{width: hidden_size}, **options)
     except (TypeError, ValueError) as e:
         raise ValueError(f"cell {spec!r} rejected options {options}: {e}") from None
+    except SignalExit:
+        raise
     except (Exception, SystemExit) as e:  # noqa: BLE001 - a user's cell may fail in any way, even sys.exit()
         raise ValueError(f"cell {spec!r} failed to build: {describe_exception(e)}") from None
 

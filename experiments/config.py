@@ -24,7 +24,7 @@ from experiments.rules import (
     float32_positive,
     float32_range,
 )
-from plugins import NUMBER_RULE, describe_exception, is_number_text, looks_numeric
+from plugins import NUMBER_RULE, SignalExit, describe_exception, is_number_text, looks_numeric
 from tasks import Task
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
@@ -308,7 +308,7 @@ def user_code(what: str) -> Iterator[None]:
     ConfigError line `<what>: <what it raised>`."""
     try:
         yield
-    except ConfigError:
+    except (ConfigError, SignalExit):
         raise
     except (Exception, SystemExit) as e:  # noqa: BLE001
         raise ConfigError(f"{what}: {describe_exception(e)}") from None

@@ -60,6 +60,7 @@ from flax import linen as nn
 from cells import make_cell
 from experiments.config import ConfigError
 from experiments.model import SequenceModel
+from plugins import SignalExit
 from tasks import Task, make_task
 
 RTOL, ATOL = 1e-5, 1e-6
@@ -391,6 +392,8 @@ def check_cell(
     else:
         try:
             cell = make_cell(spec, hidden_size, options)
+        except SignalExit:
+            raise
         except (Exception, SystemExit) as e:  # a faulty cell is reported, not raised
             return [CheckResult("construct", False, _one_line(e))]
     results = [CheckResult("construct", True, type(cell).__name__)]
@@ -398,6 +401,8 @@ def check_cell(
     for name, check in CHECKS:
         try:
             results.append(CheckResult(name, True, check(harness)))
+        except SignalExit:
+            raise
         except (Exception, SystemExit) as e:  # a cell that calls sys.exit() fails the check, it does not end the suite
             message = str(e) if isinstance(e, CheckError) else _one_line(e)
             results.append(CheckResult(name, False, message.splitlines()[0] if message else ""))

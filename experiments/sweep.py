@@ -36,6 +36,7 @@ from experiments.config import Config, ConfigError, check_workdir
 from experiments.lock import WorkdirLockedError, workdir_lock
 from experiments.report import fmt, markdown_table, mean_std
 from experiments.validation import validate_cells
+from plugins import SignalExit
 from tasks import Task, make_task
 
 MEASURES = ("train", "gradients")
@@ -253,7 +254,7 @@ def exit_on_signal(doing: str) -> Iterator[None]:
     def stop(signum: int, frame: Any) -> NoReturn:
         signal.signal(signum, signal.SIG_IGN)  # a second one while exiting changes nothing
         print(f"error: {signal.Signals(signum).name} received while {doing}; rerun the same command", file=sys.stderr)
-        sys.exit(128 + signum)
+        raise SignalExit(128 + signum)
 
     previous = {}
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from experiments.build import Parts, build
 from experiments.config import Config, ConfigError, check_memory, lr_multipliers, user_code
 from experiments.model import SequenceModel
-from plugins import describe_exception
+from plugins import SignalExit, describe_exception
 from tasks import Task
 
 
@@ -118,6 +118,8 @@ def _check_cell_runs(config: Config, model: SequenceModel, task: Task) -> None:
         carry0, out = jax.eval_shape(step, x)
     except Exception as e:  # noqa: BLE001 - any failure of a user's cell becomes one line
         raise ConfigError(f"{name}: the cell fails on a ({B}, {task.input_size}) input: {_first_line(e)}") from None
+    except SignalExit:
+        raise
     except SystemExit as e:
         raise ConfigError(
             f"{name}: the cell fails on a ({B}, {task.input_size}) input: {describe_exception(e)}"

@@ -100,6 +100,11 @@ def load_object(spec: str) -> Any:
     return found
 
 
+class SignalExit(SystemExit):
+    """The exit a tool's own SIGTERM/SIGINT handler raises: never a user module's failure, so no guard of user code
+    turns it into an error line (each re-raises it)."""
+
+
 def describe_exception(e: BaseException) -> str:
     """One line saying what `e` was: `it called sys.exit(0)`, or `TypeName: first line of its message`."""
     if isinstance(e, SystemExit):
@@ -113,7 +118,7 @@ def call_user_code(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any)
     as a ValueError `<what>: <describe_exception>` (code from outside the repository may fail in any way)."""
     try:
         return fn(*args, **kwargs)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, SignalExit):
         raise
     except (Exception, SystemExit) as e:  # noqa: BLE001
         raise ValueError(f"{what}: {describe_exception(e)}") from None
@@ -126,6 +131,8 @@ def import_module(module: str, spec: str) -> ModuleType:
     if not is_file_spec(spec):
         try:
             return importlib.import_module(module)
+        except SignalExit:
+            raise
         except (Exception, SystemExit) as e:  # noqa: BLE001 - whatever a user's module raises, or its sys.exit()
             raise ValueError(f"cannot import {module!r} (from {spec!r}): {describe_exception(e)}") from None
     path = Path(module).expanduser()
@@ -141,6 +148,9 @@ def import_module(module: str, spec: str) -> ModuleType:
     sys.modules[name] = loaded  # before running it: dataclasses and pickle look the module up by name
     try:
         loader_spec.loader.exec_module(loaded)
+    except SignalExit:
+        del sys.modules[name]
+        raise
     except (Exception, SystemExit) as e:  # noqa: BLE001 - whatever a user's module raises, or its sys.exit()
         del sys.modules[name]
         raise ValueError(f"cannot import {module!r} (from {spec!r}): {describe_exception(e)}") from None

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from plugins import Registry, check_finite_options, describe_exception, parse_options
+from plugins import Registry, SignalExit, check_finite_options, describe_exception, parse_options
 from tasks.adding import Adding
 from tasks.associative_recall import AssociativeRecall
 from tasks.base import Task
@@ -41,6 +41,8 @@ def make_task(spec: str, seq_len: int, options: str | dict[str, Any] = "") -> Ta
         return factory(seq_len=seq_len, **options)
     except (TypeError, ValueError) as e:
         raise ValueError(f"task {spec!r}" + (f" rejected options {options}" if options else "") + f": {e}") from None
+    except SignalExit:
+        raise
     except (Exception, SystemExit) as e:  # noqa: BLE001 - a user's task may fail in any way, even sys.exit()
         raise ValueError(f"task {spec!r} failed to build: {describe_exception(e)}") from None
 

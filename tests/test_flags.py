@@ -215,7 +215,7 @@ def test_tables_find_changed_settings_at_every_point_before_training_any(one_lin
     (damaged / "config.json").write_text("[]")
     args = ["--table=adding", "--preset=smoke"]
     one_line_errors([
-        ("benchmarks.tables", [*args, f"--results_dir={tmp_path}"], f"--workdir={last} holds a run with other"),
+        ("benchmarks.tables", [*args, f"--results_dir={tmp_path}"], f"--results_dir={last} holds a run with other"),
         ("benchmarks.tables", [*args, f"--results_dir={tmp_path / 'damaged'}"], f"--workdir={damaged}: "),
     ])  # fmt: skip
     assert [p.name for p in (tmp_path / "adding").iterdir()] == ["gru_T12"]  # rnn_T6 ... were not trained
