@@ -216,7 +216,7 @@ def test_tables_find_changed_settings_at_every_point_before_training_any(one_lin
     args = ["--table=adding", "--preset=smoke"]
     one_line_errors([
         ("benchmarks.tables", [*args, f"--results_dir={tmp_path}"], f"--results_dir={last} holds a run with other"),
-        ("benchmarks.tables", [*args, f"--results_dir={tmp_path / 'damaged'}"], f"--workdir={damaged}: "),
+        ("benchmarks.tables", [*args, f"--results_dir={tmp_path / 'damaged'}"], f"--results_dir={damaged}: "),
     ])  # fmt: skip
     assert [p.name for p in (tmp_path / "adding").iterdir()] == ["gru_T12"]  # rnn_T6 ... were not trained
     assert [p.name for p in last.iterdir()] == ["config.json"]
