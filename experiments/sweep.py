@@ -208,7 +208,7 @@ def check_points(
     cells = list(dict.fromkeys(c.cell for c in points.values()))
     for key, config in points.items():
         try:
-            validate_cells(config, [config.cell])
+            validate_cells(config, [config.cell], memory=not read_only)
         except ConfigError as e:  # name a flag the sweep's tools have: --seq_lens, not --seq_len or --diag_every
             message = re.sub(r"^--(seq_len|diag_every)=\d+", f"--seq_lens (T={key.seq_len})", str(e))
             if len(cells) > 1:

@@ -19,7 +19,7 @@ from plugins import SignalExit, describe_exception
 from tasks import Task
 
 
-def validate(config: Config, diagnostics_batch: int | None = None) -> Parts:
+def validate(config: Config, diagnostics_batch: int | None = None, memory: bool = True) -> Parts:
     """Check every field; raise ConfigError on the first bad one. Compiles nothing.
 
     The scalar fields first (`check_fields`, cheap), then what needs the config's parts, built once by
@@ -34,8 +34,9 @@ def validate(config: Config, diagnostics_batch: int | None = None) -> Parts:
     _check_cell_runs(config, parts.model, parts.task)
     with user_code(f"--cell={config.cell}"):
         _check_lr_groups(config, parts.model, parts.task)
-    with user_code(f"--cell={config.cell} on --task={config.task}: estimating the run's memory"):
-        check_memory(config, parts.model, parts.task, diagnostics_batch)
+    if memory:  # reading a run's files (--status, --render_only) needs no room to train it
+        with user_code(f"--cell={config.cell} on --task={config.task}: estimating the run's memory"):
+            check_memory(config, parts.model, parts.task, diagnostics_batch)
     return parts
 
 
