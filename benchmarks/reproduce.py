@@ -22,7 +22,6 @@ from typing import Any
 
 from absl import flags
 
-from benchmarks import tables
 from experiments import io
 from experiments.config import Config, ConfigError
 from experiments.report import markdown_table, mean_std
@@ -30,8 +29,9 @@ from experiments.sweep import Sweep, _grad_entry, best_members, load_point, poin
 from tasks import Task
 
 # flags a reproduction takes from the user; any other sweep flag comes from the table
-ALLOWED = ("steps", "num_seeds", "cells", "seq_lens", "results_dir", "overwrite_tracked", "launcher", "workers",
-           *tables.LAUNCHER_FLAGS["slurm"])  # fmt: skip
+ALLOWED = ("steps", "num_seeds", "cells", "seq_lens", "results_dir", "overwrite_tracked", "launcher", "workers")
+# `benchmarks.tables`, handed in by its `--reproduce` (the one caller), so that this module does not import it back
+tables: Any = None
 # Config fields a table's points may differ in from a rebuilt sweep without training anything else
 IGNORED_FIELDS = ("checkpoint_every", "num_devices", "seed_chunk", "tensorboard")
 
@@ -74,14 +74,16 @@ def parse_command(command: str) -> tuple[dict[str, str], dict[str, str]]:
     return env, given
 
 
-def reproduce(folder_flag: str) -> int | None:
+def reproduce(folder_flag: str, tables_module: Any) -> int | None:
     """`--reproduce`: retrain the table in `folder_flag` at the budget given and print ours beside it."""
+    global tables
+    tables = tables_module
     F = flags.FLAGS
     folder = Path(folder_flag)
     if not folder_flag.strip() or not folder.is_dir():
         raise ConfigError(f"--reproduce={folder_flag!r}: must name a table folder (e.g. results/quick/adding)")
     for name in (*tables.SWEEP_FLAGS, "status", "render_only"):
-        if F[name].present and name not in ALLOWED:
+        if F[name].present and name not in (*ALLOWED, *tables.LAUNCHER_FLAGS["slurm"]):
             raise ConfigError(
                 f"--{name}: does not apply to --reproduce (the table's own settings are retrained); "
                 f"it takes {', '.join('--' + a for a in ALLOWED[:4])} and where to write"

@@ -240,7 +240,7 @@ def _main() -> int | None:
     if F.reproduce is not None:
         from benchmarks.reproduce import reproduce
 
-        return reproduce(F.reproduce)
+        return reproduce(F.reproduce, sys.modules[__name__])
     if F.status or F.render_only:
         apply_record()
     if F.preset not in PRESETS:
