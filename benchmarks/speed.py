@@ -7,7 +7,8 @@ and N seeds trained in one vmapped program against the same seeds one after anot
     python -m benchmarks.speed --preset=gpu --out=results/speed/gpu.md     # on a GPU: vs cuDNN
     python -m benchmarks.speed --sections=seeds --seeds_setting=50x100x64 --seed_counts=1,2,4,8 --notorch
 
-`--sections` picks the tables: `speed` (ours vs flax vs torch, below) and `seeds` (last paragraph).
+`--sections` picks the tables: `speed` (ours vs flax vs torch, below), `seeds` (the paragraph after),
+`linear`, `grid` and `profile` (described at their flags).
 
 What one step is: a training step on the copy task (10 input categories, 9 classes at every time
 step), forward + backward + gradient clipping + Adam update, jitted, with the project's defaults
@@ -186,6 +187,8 @@ PRESETS = {
         min_round_s=0.0,
         seeds_setting=Setting(4, 24, 8),
         seed_counts=(1, 2),
+        linear_setting=Setting(4, 24, 8),
+        sections=("speed", "seeds", "linear"),  # the grid and profile sections have their own tiny test
     ),
     "gpu_tiny": Options(  # the gpu preset's code path at CPU sizes (a test runs it)
         settings=(Setting(4, 24, 8),),
@@ -198,6 +201,7 @@ PRESETS = {
         seeds_setting=Setting(4, 12, 8),
         seed_counts=(1, 3),
         seeds_cells=("lstm",),
+        sections=("speed", "seeds"),
     ),
 }
 

@@ -43,6 +43,11 @@ def test_quick_preset_has_a_row_per_cell_and_seed_count_with_positive_finite_num
     assert table in proc.stdout
     assert not [p for p in out.parent.iterdir() if p.name != "speed.md"]  # no temporary file left
     speed_section, seeds_section = table.split("\n## Seeds")
+    seeds_section, linear_section = seeds_section.split("\n## Linear-recurrence cells")
+    header, rows = table_rows(linear_section)
+    assert header == ["cell", "ours ms/step"] and [row[0] for row in rows] == list(speed.LINEAR_CELLS)
+    assert all(math.isfinite(float(row[1])) and float(row[1]) > 0 for row in rows)
+    assert "adding task, B=4 T=24 H=8 (T = seq_len)" in linear_section
     header, rows = table_rows(speed_section)
     has_torch = importlib.util.find_spec("torch") is not None
     assert header[:7] == ["setting", "cell", "flax cell", "ours ms/step", "flax ms/step", "flax/ours", "ours GFLOP/s"]
