@@ -1,6 +1,6 @@
 """One constructor: `build(config)` makes a config's task, cell, model and optimizer, each once.
 
-Validation (`experiments.validation.validate`), training (`experiments.train.Experiment`), the gradient
+Validation (`experiments.validation.validate`), training (`experiments.experiment.Experiment`), the gradient
 diagnostics, the memory benchmark and the tables all get their parts here, so a part is built one
 way and a run builds each once. Errors are ConfigErrors naming the flag.
 """

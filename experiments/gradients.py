@@ -122,7 +122,8 @@ def spec_members(spec: Spec) -> list[tuple[int, float | None]]:
 
 def load_params(spec: Spec) -> tuple[Any, int]:
     """Parameters with a leading member axis (`spec_members`), and the training step they are from (0 at init)."""
-    from experiments.train import Experiment, restore_latest
+    from experiments.experiment import Experiment
+    from experiments.resume import restore_latest
 
     exp = Experiment(spec.config)
     if spec.source == "init":
@@ -187,7 +188,7 @@ def measure_specs(
     power_iters: int = 20,
 ) -> tuple[list[Run], np.ndarray]:
     """Measure every spec (every seed) on one fixed batch; returns the runs and the Jacobian t's."""
-    from experiments.train import Experiment
+    from experiments.experiment import Experiment
 
     runs, used = [], set()
     ts = None

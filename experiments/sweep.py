@@ -220,7 +220,7 @@ def check_points(
         if not str(out_dir).strip() or Path(out_dir).is_file():
             raise ConfigError(f"--{flag}={str(out_dir)!r}: must name a folder")
         return Path(out_dir)
-    from experiments.train import check_layout, check_resumable
+    from experiments.resume import check_layout, check_resumable
 
     out_dir = check_workdir(out_dir, flag)
     for key, config in points.items():
@@ -274,7 +274,7 @@ def run_point(measure: str, config: Config, workdir: Path) -> dict[str, Any]:
     {"busy": message} and the table marks it. A point stopped by a signal comes back with its
     results ("stopped_by" set) for the sweep to stop.
     """
-    from experiments.train import train_and_evaluate
+    from experiments.trainer import train_and_evaluate
 
     if finished(measure, config, workdir):
         try:
@@ -304,7 +304,7 @@ def run_point(measure: str, config: Config, workdir: Path) -> dict[str, Any]:
 
 def _measure_gradients(config: Config, workdir: Path) -> None:
     from experiments.diagnostics import TrainingRecorder
-    from experiments.train import Experiment
+    from experiments.experiment import Experiment
 
     workdir.mkdir(parents=True, exist_ok=True)
     with workdir_lock(workdir, "results_dir"):
@@ -316,7 +316,7 @@ def _measure_gradients(config: Config, workdir: Path) -> None:
 
 def finished(measure: str, config: Config, workdir: Path) -> bool:
     """Whether `workdir` holds this config's finished point (a damaged file means unfinished: `load_point`
-    and `experiments.train.check_resumable` say what is wrong with it)."""
+    and `experiments.resume.check_resumable` say what is wrong with it)."""
     done = workdir / ("diagnostics.jsonl" if measure == "gradients" else "results.json")
     saved = read_dict(workdir / "config.json")
     if saved is None or not done.is_file() or _config_of(saved) != config:
@@ -373,7 +373,7 @@ def run_inline(measure: str, points: dict[PointKey, Config], out_dir: Path, what
     """Every point in turn, in this process. SIGTERM/SIGINT stop the whole sweep, whether they arrive during a
     point (which saves its checkpoint) or between points: one line on stderr, exit code 128+signal, and no
     table is written, so a part-trained point is never published. The same command resumes."""
-    from experiments.train import StopSignal
+    from experiments.trainer import StopSignal
 
     loaded = {}
     with StopSignal() as stop:
@@ -504,7 +504,7 @@ def render(
     """The Markdown report of one sweep: final metrics, gradient decay, the published figures beside ours."""
     import jax
 
-    from experiments.train import package_versions
+    from experiments.results import package_versions
 
     keys = list(points)
     rows = list(dict.fromkeys(k.row for k in keys))

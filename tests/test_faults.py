@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from experiments import gradients, io, sweep, train
+from experiments import gradients, io, sweep, trainer
 from experiments.checkpoint import UNREADABLE, saved_steps
 from experiments.config import Config, ConfigError
 from experiments.lock import WorkdirLockedError, workdir_lock
-from experiments.train import train_and_evaluate
+from experiments.trainer import train_and_evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = Config(
@@ -79,7 +79,7 @@ def trained(reference, tmp_path):
 INIT_LOOP = """
 import jax, jax.numpy as jnp
 from experiments.config import Config
-from experiments.train import Experiment
+from experiments.experiment import Experiment
 for cell in ("lstm", "gru"):
     init = Experiment(Config(cell=cell, hidden_size=128)).compiled_init()
     for i in range(20):
@@ -123,7 +123,7 @@ def test_initialising_two_lstm_or_gru_seeds_in_a_loop_does_not_deadlock(tmp_path
 def test_a_signal_during_the_first_compile_stops_with_results_and_resumes_bit_identical(
     reference, tmp_path, monkeypatch
 ):
-    compiled_step = train.Experiment.compiled_step
+    compiled_step = Experiment.compiled_step
 
     def signalling(self, mesh=None):
         step = compiled_step(self, mesh)
@@ -135,7 +135,7 @@ def test_a_signal_during_the_first_compile_stops_with_results_and_resumes_bit_id
 
         return Signalling()
 
-    monkeypatch.setattr(train.Experiment, "compiled_step", signalling)
+    monkeypatch.setattr(Experiment, "compiled_step", signalling)
     stopped = train_and_evaluate(CFG, tmp_path)
     assert stopped["stopped_by"] == "SIGTERM" and stopped["steps_done"] == 0 and not stopped["finished"]
     assert io.read_json(tmp_path / "results.json")["seeds"][0]["final"]["loss"] > 0  # evaluated at step 0
@@ -300,14 +300,14 @@ def test_sigterm_stops_the_whole_tables_sweep_without_writing_the_table(tmp_path
 def test_a_signal_stops_every_cell_of_compare(tmp_path, monkeypatch, capsys):
     from experiments import compare
 
-    trained, real = [], train.train_and_evaluate
+    trained, real = [], trainer.train_and_evaluate
 
     def interrupted(config, workdir):  # SIGINT arrives while the first cell trains (caught by the sweep's handler)
         trained.append(config.cell)
         signal.raise_signal(signal.SIGINT)
         return real(config, workdir)
 
-    monkeypatch.setattr(train, "train_and_evaluate", interrupted)
+    monkeypatch.setattr(trainer, "train_and_evaluate", interrupted)
     with pytest.raises(SystemExit) as e:
         compare.compare(CFG, ["rnn", "gru"], tmp_path)
     assert e.value.code == 128 + signal.SIGINT and trained == ["rnn"] and not (tmp_path / "comparison.md").exists()

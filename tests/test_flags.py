@@ -10,7 +10,7 @@ from experiments import config as config_module
 from experiments.config import Config, ConfigError, check_out_file, check_workdir
 from experiments.conformance import check_cell
 from experiments.flags import _flag_error, int_list_flag, list_flag
-from experiments.train import check_resumable
+from experiments.resume import check_resumable
 from experiments.validation import validate, validate_cells
 
 ENTRY_POINTS = [
