@@ -18,6 +18,7 @@ import pytest
 from experiments import gradients, io, sweep, trainer
 from experiments.checkpoint import UNREADABLE, saved_steps
 from experiments.config import Config, ConfigError
+from experiments.experiment import Experiment
 from experiments.lock import WorkdirLockedError, workdir_lock
 from experiments.trainer import train_and_evaluate
 
