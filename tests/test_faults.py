@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments import gradients, io, sweep, trainer
+from experiments import gradient_measure, io, sweep, trainer
 from experiments.checkpoint import UNREADABLE, saved_steps
 from experiments.config import Config, ConfigError
 from experiments.experiment import Experiment
@@ -197,14 +197,14 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(reference, tra
 
 
 def test_gradients_from_a_workdir_with_damaged_checkpoints(trained, caplog):
-    spec = gradients.Spec(CFG, str(trained))
+    spec = gradient_measure.Spec(CFG, str(trained))
     damage(trained, 60)
-    _, step = gradients.load_params(spec)
+    _, step = gradient_measure.load_params(spec)
     assert step == 50 and saved_steps(trained) == [50, 60]  # read-only: nothing moved
     assert any("checkpoint 60" in r.getMessage() and "does not restore" in r.getMessage() for r in caplog.records)
     damage(trained, 50)
     with pytest.raises(ConfigError, match=r"^--from_workdirs=.*: no checkpoint restores \(steps 60, 50"):
-        gradients.load_params(spec)
+        gradient_measure.load_params(spec)
     with pytest.raises(ConfigError, match=r"^--workdir=.*no checkpoint restores.*move .*checkpoints away"):
         train_and_evaluate(CFG, trained)
     assert saved_steps(trained) == [50, 60] and not (trained / UNREADABLE).exists()

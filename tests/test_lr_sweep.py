@@ -238,7 +238,7 @@ def test_a_resumed_sweep_is_bit_identical_and_keeps_its_rates(sweep, tmp_path):
         (20, s, lr) for s, lr in members(SWEEP)
     ]
     # experiments.gradients measures every member of a trained sweep, from its checkpoint
-    from experiments.gradients import measure_specs, trained_spec
+    from experiments.gradient_measure import measure_specs, trained_spec
 
     runs, _ = measure_specs([trained_spec(str(tmp_path), 4)], 4, 0.01, 2, 2, 2)
     assert [(r.seed, r.learning_rate, r.step) for r in runs] == [(s, lr, 20) for s, lr in members(SWEEP)]
