@@ -255,7 +255,10 @@ def check_sequence(h: _Harness) -> str:
         return "no sequence method: SequenceModel scans the step"
     step = dataclasses.replace(seq, path="step")
     keys = iter(jax.random.split(jax.random.PRNGKey(6), 64))
-    noise = lambda shape, dtype, scale=1.0: (scale * jax.random.normal(next(keys), shape)).astype(dtype)  # noqa: E731
+
+    def noise(shape: tuple[int, ...], dtype: Any, scale: float = 1.0) -> jax.Array:
+        return (scale * jax.random.normal(next(keys), shape)).astype(dtype)
+
     carry = jax.tree.map(lambda c: noise(c.shape, c.dtype, 0.5), h.carry0())
     eps = jax.tree.map(lambda c: noise((h.T,) + c.shape, c.dtype, 0.1), h.carry0())
     params = h.params()  # outside eval_shape: the harness caches it

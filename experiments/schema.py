@@ -102,8 +102,13 @@ def check_results(value: Any, metrics: Collection[str] = ()) -> dict[str, Any]:
     _field(value, "stopped_by", lambda v: v is None or isinstance(v, str), "a string or null", optional=True)
     _field(value, "steps_per_s", _number_or_null, "a number or null", optional=True)
     _field(value, "resumed_from", _is_int, "an integer", optional=True)
-    _field(value, "learning_rates", lambda v: isinstance(v, list) and all(map(_is_number, v)), "a list of numbers",
-           optional=True)  # fmt: skip
+    _field(
+        value,
+        "learning_rates",
+        lambda v: isinstance(v, list) and all(map(_is_number, v)),
+        "a list of numbers",
+        optional=True,
+    )
     _field(value, "best_learning_rate", _number_or_null, "a number or null", optional=True)
     for name in ("versions", "execution"):
         _field(value, name, lambda v: isinstance(v, dict), "an object", optional=True)
@@ -211,8 +216,14 @@ def file_kind(path: str | Path) -> str | None:
         mode = os.lstat(path).st_mode
     except OSError:
         return None
-    kinds = {stat.S_ISDIR: "a folder", stat.S_ISLNK: "a symbolic link", stat.S_ISFIFO: "a FIFO",
-             stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a device", stat.S_ISBLK: "a device"}  # fmt: skip
+    kinds = {
+        stat.S_ISDIR: "a folder",
+        stat.S_ISLNK: "a symbolic link",
+        stat.S_ISFIFO: "a FIFO",
+        stat.S_ISSOCK: "a socket",
+        stat.S_ISCHR: "a device",
+        stat.S_ISBLK: "a device",
+    }
     return next((name for test, name in kinds.items() if test(mode)), None)
 
 

@@ -208,12 +208,11 @@ def check_points(
     cells = list(dict.fromkeys(c.cell for c in points.values()))
     for key, config in points.items():
         try:
-            validate_cells(config, [config.cell], memory=not read_only)
+            validate_cells(config, [config.cell], listed=cells, memory=not read_only)
         except ConfigError as e:  # name a flag the sweep's tools have: --seq_lens, not --seq_len or --diag_every
-            message = re.sub(r"^--(seq_len|diag_every)=\d+", f"--seq_lens (T={key.seq_len})", str(e))
-            if len(cells) > 1:
-                message = message.replace(f"--cells={config.cell}: ", f"--cells={','.join(cells)} ({config.cell}): ")
-            raise ConfigError(message) from None
+            if e.field in ("seq_len", "diag_every") and e.shown is not None and e.shown.isdigit():
+                raise e.relabel(f"--seq_lens (T={key.seq_len})") from None
+            raise
     if len({k.dirname for k in points}) < len(points):
         raise ConfigError(f"--cells: two rows share a folder name (':' '.' ',' become '_' in {out_dir})")
     if read_only:
@@ -518,25 +517,34 @@ def render(
         held_out = jax.eval_shape(lambda: task.held_out("test", first.eval_size))[0].shape[0]
         settings = f"{sweep.describe()}; every seed evaluated on {held_out} held-out test sequences"
     out = [
-        f"# `{table}` table", "",
-        f"Command: `{command}`  ", *_provenance(points, wall, package_versions()),
-        f"Settings: {settings}.", "",
-    ]  # fmt: skip
+        f"# `{table}` table",
+        "",
+        f"Command: `{command}`  ",
+        *_provenance(points, wall, package_versions()),
+        f"Settings: {settings}.",
+        "",
+    ]
     if sweep.measure != "gradients":
         extra = "".join(f", then {k}" for k in task.table_metrics)
         out += [
-            f"## Final held-out {headline_label(task)}{extra}, mean ± std over seeds", "",
-            f"Task `{sweep.task}`{_options(first)}; solved: {task.solved_rule}.", "",
-        ]  # fmt: skip
-        table_rows = [[r, *(point_entry(points[PointKey(r, T)], task_of(configs[PointKey(r, T)])) for T in lens)]
-                      for r in rows]  # fmt: skip
+            f"## Final held-out {headline_label(task)}{extra}, mean ± std over seeds",
+            "",
+            f"Task `{sweep.task}`{_options(first)}; solved: {task.solved_rule}.",
+            "",
+        ]
+        table_rows = [
+            [r, *(point_entry(points[PointKey(r, T)], task_of(configs[PointKey(r, T)])) for T in lens)] for r in rows
+        ]
         out += [markdown_table(["cell", *cols], table_rows), ""]
         out += _memoryless_line(first, lens)
     if any(p.get("diag_init") or p.get("diag_end") for p in points.values()):
         out += ["## Gradient decay of ||dL/dh_t|| (fitted decades per step; horizon in steps, 1% of max)", ""]
         phases = [("init", "diag_init")] + ([("end", "diag_end")] if sweep.measure != "gradients" else [])
-        grad_rows = [[r, phase, *(_grad_entry(_reported(p, key), p) for p in (points[PointKey(r, T)] for T in lens))]
-                     for r in rows for phase, key in phases]  # fmt: skip
+        grad_rows = [
+            [r, phase, *(_grad_entry(_reported(p, key), p) for p in (points[PointKey(r, T)] for T in lens))]
+            for r in rows
+            for phase, key in phases
+        ]
         out += [markdown_table(["cell", "when", *cols], grad_rows), ""]
     cells = {k: configs[k].cell for k in keys}
     published = [r for r in published_rows(sweep.task) if r["cell"] in cells.values()]
@@ -552,8 +560,9 @@ def render(
             ]
             span = _span(r["seq_len_min"], r["seq_len_max"])
             result = " ".join(x for x in (r["metric"] + " " + r["value"] if r["value"] else "", r["outcome"]) if x)
-            pub_rows.append([f"{r['source']}, {r['where']}", r["cell"], span, result, r["setting"],
-                             "; ".join(ours) or "-"])  # fmt: skip
+            pub_rows.append(
+                [f"{r['source']}, {r['where']}", r["cell"], span, result, r["setting"], "; ".join(ours) or "-"]
+            )
         out += [markdown_table(["source", "cell", "T", "published", "their setting", "ours"], pub_rows), ""]
     return "\n".join(out)
 
@@ -637,7 +646,10 @@ def _machine_name(backend: str | None, kind: str | None, cores: int | None) -> s
 def _versions(versions: dict[str, str], order: list[str] | None = None) -> str:
     """ "python 3.11.7, jax 0.10.2, ...": the packages in `order` first, in that order (results.json sorts them)."""
     order = order or []
-    rank = lambda name: order.index(name) if name in order else len(order)  # noqa: E731
+
+    def rank(name: str) -> int:
+        return order.index(name) if name in order else len(order)
+
     return ", ".join(f"{k} {versions[k]}" for k in sorted(versions, key=rank))
 
 

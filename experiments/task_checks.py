@@ -60,16 +60,22 @@ def _outputs(task: Task, batch: int) -> jax.Array:
 def check_task_declarations(task: Task, batch: int) -> str:
     for name in ("input_size", "num_outputs"):
         value = getattr(task, name, None)
-        require(isinstance(value, int) and not isinstance(value, bool) and value >= 1, f"{name} is {value!r}; "
-                 "it must be an integer >= 1")  # fmt: skip
-    require(getattr(task, "readout", None) in ("all", "last"), f"readout is {getattr(task, 'readout', None)!r}; "
-             "it must be 'all' or 'last'")  # fmt: skip
+        require(
+            isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+            f"{name} is {value!r}; it must be an integer >= 1",
+        )
+    require(
+        getattr(task, "readout", None) in ("all", "last"),
+        f"readout is {getattr(task, 'readout', None)!r}; it must be 'all' or 'last'",
+    )
     require(isinstance(getattr(task, "metric_name", None), str), "metric_name is not declared (e.g. 'CE', 'MSE')")
     require(task.headline in ("loss", "ratio"), f"headline is {task.headline!r}; it must be 'loss' or 'ratio'")
     below, above = task.solved_below, task.solved_above
     require((below is None) != (above is None), "declare one of solved_below and solved_above (the solved rule)")
-    require(isinstance(task.length, int) and task.length >= task.seq_len, f"length is {task.length!r}; "
-             f"it must be an integer >= seq_len {task.seq_len}")  # fmt: skip
+    require(
+        isinstance(task.length, int) and task.length >= task.seq_len,
+        f"length is {task.length!r}; it must be an integer >= seq_len {task.seq_len}",
+    )
     return f"input {task.input_size}, {task.num_outputs} outputs read at {task.readout}; solved: {task.solved_rule}"
 
 
@@ -113,8 +119,10 @@ def check_task_held_out(task: Task, batch: int) -> str:
 
 def check_task_baseline(task: Task, batch: int) -> str:
     value = task.baseline
-    require(isinstance(value, int | float | np.floating) and np.isfinite(value) and value > 0,
-             f"baseline is {value!r}; it must be a finite number > 0 (the memoryless loss)")  # fmt: skip
+    require(
+        isinstance(value, int | float | np.floating) and np.isfinite(value) and value > 0,
+        f"baseline is {value!r}; it must be a finite number > 0 (the memoryless loss)",
+    )
     return f"baseline {float(value):.4g}" + (f" ({task.baseline_formula})" if task.baseline_formula else "")
 
 
