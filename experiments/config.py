@@ -13,7 +13,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from experiments import policy
+from experiments import formats, policy
 from experiments.model import SequenceModel
 from experiments.rules import (
     MAX_SEED,
@@ -138,7 +138,7 @@ class Config:
     def from_dict(cls, d: dict[str, Any]) -> "Config":
         """The Config of a `to_dict` (or its JSON: a list of learning rates comes back as the tuple)."""
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return cls(**{k: v for k, v in formats.config_fields(d).items() if k in names})
 
 
 def _finite_number(name: str, value: Any, allow_zero: bool = False) -> None:

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import diagnostics as diag
-from experiments import io
+from experiments import formats, io
 from experiments.config import Config, ConfigError, members
 from experiments.validation import validate
 
@@ -137,7 +137,7 @@ def training_record(workdir: str, seed: int, learning_rate: float | None = None)
     (`learning_rate`: the member's, in a sweep; records from before sweeps have none and match any)."""
     records = [r for r in io.read_jsonl(Path(workdir) / "metrics.jsonl") if r.get("seed") == seed]
     if learning_rate is not None:
-        records = [r for r in records if r.get("learning_rate", learning_rate) == learning_rate]
+        records = [r for r in records if formats.record_learning_rate(r, learning_rate) == learning_rate]
     records = [r for r in records if r.get("grad_norm") is not None]
     if not records:
         return None

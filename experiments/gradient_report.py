@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from experiments import diagnostics as diag
-from experiments import io
+from experiments import formats, io
 from experiments.gradient_measure import Run
 from experiments.report import fmt, markdown_table
 
@@ -91,7 +91,7 @@ def save_results(runs: list[Run], ts: np.ndarray, workdir: Path, horizon_fractio
             for r in runs
         ],
     }
-    io.write_json(workdir / "gradients.json", diag.to_json_safe(doc))
+    io.write_json(workdir / "gradients.json", formats.stamp(diag.to_json_safe(doc)))
     common = set.intersection(*(set(r.arrays) for r in runs))
     arrays = {k: np.stack([r.arrays[k] for r in runs]) for k in sorted(common) if ":" not in k}
     for n, r in enumerate(runs):
@@ -163,7 +163,7 @@ def write_plots(runs: list[Run], ts: np.ndarray, workdir: Path) -> list[Path]:
             continue
         with np.load(hist) as z:
             steps, values, t_hist = z["steps"], z["carry_grad_mean"], z["t"]
-            rates = z["learning_rates"] if "learning_rates" in z.files else None
+            rates = formats.npz_learning_rates(z)
         at_rate = ""
         if rates is not None and len(set(rates.tolist())) > 1:  # a sweep: the members of its best rate
             best = _best_learning_rate(source, float(rates[0]))

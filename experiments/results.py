@@ -16,6 +16,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
+from experiments import formats
 from experiments.config import num_members
 from experiments.experiment import Experiment, TrainState
 
@@ -127,7 +128,7 @@ def run_results(
     index = {member: m for m, member in enumerate(exp.members)}
 
     def member(record: dict) -> int:
-        return index[record["seed"], record.get("learning_rate", exp.learning_rates[0])]  # older records have no rate
+        return index[record["seed"], formats.record_learning_rate(record, exp.learning_rates[0])]
 
     last = {member(r): r for r in history if r["step"] == step}
     diverged_at = np.asarray(state.diverged_at)

@@ -12,7 +12,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from experiments import io, schema
+from experiments import formats, io, schema
 from experiments.checkpoint import UNREADABLE, Checkpoints, saved_steps
 from experiments.config import Config, ConfigError, learning_rates, members
 from experiments.experiment import TrainState
@@ -64,6 +64,8 @@ def check_resumable(
         saved = Config.from_dict(schema.check_config(saved)).to_dict()
     except schema.DamagedError as e:
         raise schema.DamagedError(path, e.why, f"{at}: ", f"; use a new --{flag}") from None
+    except formats.FormatError as e:  # not damaged: newer than this reader
+        raise ConfigError(f"{at}: {path} was {e}") from None
     except RecursionError:
         raise schema.DamagedError(path, "nested too deeply", f"{at}: ", f"; use a new --{flag}") from None
     except (OSError, ValueError, TypeError) as e:  # empty, truncated, `[]`, unreadable, a folder, ...
@@ -164,7 +166,7 @@ def restore_latest(
     learning rates (before `optax.inject_hyperparams`): its optimizer state is restored as the inner
     state of `like`'s, with `like`'s rates and the count of updates it took (its steps, or up to divergence)."""
     step = checkpoints.latest_step()
-    if step is None or not _without_hyperparams(workdir / "checkpoints" / str(step)):
+    if step is None or not formats.checkpoint_predates_hyperparams(workdir / "checkpoints" / str(step)):
         return checkpoints.restore_latest(like, flag, quarantine)
     restored = checkpoints.restore_latest(like._replace(opt_state=like.opt_state.inner_state), flag, quarantine)
     if restored is None:
@@ -172,13 +174,3 @@ def restore_latest(
     step, old = restored
     count = jnp.where(old.diverged_at >= 0, old.diverged_at, old.step).astype(jnp.int32)
     return step, old._replace(opt_state=like.opt_state._replace(count=count, inner_state=old.opt_state))
-
-
-def _without_hyperparams(folder: Path) -> bool:
-    """Whether the checkpoint in `folder` holds an optimizer state without "hyperparams" (from orbax's tree
-    metadata; an unreadable one counts as current: restoring it reports what is wrong)."""
-    try:
-        keys = io.read_json(folder / "default" / "_METADATA")["tree_metadata"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-    return any(k.startswith("('opt_state'") for k in keys) and not any("'hyperparams'" in k for k in keys)

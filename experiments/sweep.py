@@ -31,7 +31,7 @@ from typing import Any, NamedTuple, NoReturn
 
 import numpy as np
 
-from experiments import io, schema
+from experiments import formats, io, schema
 from experiments.config import Config, ConfigError, check_workdir
 from experiments.lock import WorkdirLockedError, workdir_lock
 from experiments.report import fmt, markdown_table, mean_std
@@ -309,7 +309,7 @@ def _measure_gradients(config: Config, workdir: Path) -> None:
     with workdir_lock(workdir, "results_dir"):
         exp = Experiment(config)
         params = exp.compiled_init()(*exp.member_inputs()).params
-        io.write_json(workdir / "config.json", config.to_dict())
+        io.write_json(workdir / "config.json", formats.stamp(config.to_dict()))
         TrainingRecorder(exp, workdir, jacobian_points_count=8)(0, params)
 
 

@@ -20,7 +20,7 @@ from absl import logging
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from experiments import compile_cache, io
+from experiments import compile_cache, formats, io
 from experiments.checkpoint import Checkpoints
 from experiments.config import Config, check_workdir, num_members
 from experiments.experiment import SEEDS, Experiment, TrainState, reset_meters
@@ -78,7 +78,7 @@ def train_and_evaluate(config: Config, workdir: str | Path) -> dict[str, Any]:
         with workdir_lock(workdir):
             check_resumable(config, workdir)
             try:
-                io.write_json(workdir / "config.json", config.to_dict())
+                io.write_json(workdir / "config.json", formats.stamp(config.to_dict()))
                 exp = Experiment(config, parts)
                 with exp.precision():
                     return _train(exp, workdir, stop_signal)
@@ -206,6 +206,7 @@ def _train_from(
     results["session_steps"] = step - start
     if (sessions := training_spans(previous, start, step, results, wall)) is not None:
         results["sessions"] = sessions
+    results = formats.stamp(results)
     io.write_json(workdir / "results.json", results)
     logging.info("%s", summary_line(exp, results, workdir, compile_s, wall))
     return results
