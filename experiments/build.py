@@ -1,6 +1,6 @@
 """One constructor: `build(config)` makes a config's task, cell, model and optimizer, each once.
 
-Validation (`experiments.validation.validate`), training (`experiments.train.Experiment`), the gradient
+Validation (`experiments.validation.validate`), training (`experiments.experiment.Experiment`), the gradient
 diagnostics, the memory benchmark and the tables all get their parts here, so a part is built one
 way and a run builds each once. Errors are ConfigErrors naming the flag.
 """
@@ -17,6 +17,7 @@ from cells import make_cell
 from experiments import policy
 from experiments.config import Config, ConfigError, check_fields, learning_rates, lr_multipliers
 from experiments.model import SequenceModel
+from experiments.rules import flag_error
 from tasks import Task, make_task
 
 
@@ -37,21 +38,37 @@ def build(config: Config, backend: str | None = None) -> Parts:
         policy.matmul_precision(backend or jax.default_backend(), config.matmul_precision)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    try:
-        task = make_task(config.task, config.seq_len, config.task_options)
-    except ValueError as e:
-        message = str(e)
-        if "option" in message and (config.task_options or "seq_len" not in message):
-            flag = "task_options"  # an unknown option, or options the task rejected
-        else:
-            flag = "seq_len" if "seq_len" in message else "task"
-        raise ConfigError(f"--{flag}={getattr(config, flag)}: {message}") from None
+    task = _make_task(config)
     try:
         cell = make_cell(config.cell, config.hidden_size, config.cell_options, config.num_layers)
     except ValueError as e:
-        flag = "cell_options" if "option" in str(e) else "cell"
-        raise ConfigError(f"--{flag}: {e}") from None
+        raise flag_error(_cell_error_flag(str(e)), str(e)) from None
     return Parts(task, cell, make_model(config, cell, task, backend), make_optimizer(config))
+
+
+def _make_task(config: Config) -> Task:
+    """`make_task` of `config`; a ValueError becomes a ConfigError naming the flag at fault (`_task_error_flag`)."""
+    try:
+        return make_task(config.task, config.seq_len, config.task_options)
+    except ValueError as e:
+        flag = _task_error_flag(config, str(e))
+        raise flag_error(flag, str(e), str(getattr(config, flag))) from None
+
+
+def _task_error_flag(config: Config, message: str) -> str:
+    """The flag a `tasks.make_task` error is about. `make_task` raises plain ValueErrors, told apart by the
+    words it writes: an option it cannot parse, does not know or that the task refuses mentions "option"
+    (--task_options, also when the task refused the options together with seq_len); else a constructor that
+    refuses its length names seq_len (--seq_len); else the name does not load or build (--task)."""
+    if "option" in message and (config.task_options or "seq_len" not in message):
+        return "task_options"
+    return "seq_len" if "seq_len" in message else "task"
+
+
+def _cell_error_flag(message: str) -> str:
+    """The flag a `cells.make_cell` error is about: --cell_options when it mentions an option (one it cannot
+    parse, does not know, or that the cell refused), else --cell (the name does not load or build)."""
+    return "cell_options" if "option" in message else "cell"
 
 
 def make_model(config: Config, cell: Any, task: Task, backend: str | None = None) -> SequenceModel:

@@ -116,8 +116,10 @@ class Checkpoints:
                 reason = " ".join(f"{type(e).__name__}: {e}".split())
                 absl_logging.warning(
                     "checkpoint %d of %s does not restore (%s); trying an older one",
-                    step, self._workdir, reason[:200] + ("..." if len(reason) > 200 else ""),
-                )  # fmt: skip
+                    step,
+                    self._workdir,
+                    reason[:200] + ("..." if len(reason) > 200 else ""),
+                )
                 unreadable.append(step)
                 continue
             if unreadable and quarantine:

@@ -13,14 +13,18 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from experiments import policy
+from experiments import formats, policy
 from experiments.model import SequenceModel
 from experiments.rules import (
+    MAX_SEED,
     ConfigError,
     as_float32,
+    check_choice,
     check_float32_positive,
+    check_int_range,
     check_seeds,
     distinct_in_float32,
+    flag_error,
     float32_positive,
     float32_range,
 )
@@ -30,10 +34,17 @@ from tasks import Task
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 MAX_SEQ_LEN = 1_000_000
 MAX_WIDTH = 65_536
+MAX_COUNT = 10**9  # steps and step intervals
+MAX_MEMBERS = 1024  # seeds x learning rates trained in one program
 
 
-def _field(default: Any, help: str) -> Any:
-    return dataclasses.field(default=default, metadata={"help": help})
+def _field(
+    default: Any, help: str, between: tuple[int, int] | None = None, choices: tuple[str, ...] | None = None
+) -> Any:
+    """A Config field: its flag's help, and the rule `check_fields` holds it to, written here once: an integer
+    `between` (low, high), both included, or one of `choices`."""
+    rule = {"between": between} if between else {"choices": choices} if choices else {}
+    return dataclasses.field(default=default, metadata={"help": help, **rule})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,12 +55,14 @@ class Config:
     cell_options: str = _field("", "Cell constructor options as key=value,... (e.g. activation=relu,forget_bias=0).")
     task: str = _field("adding", "Task: a registered name (adding, copy, ...) or package.module:TaskClass.")
     task_options: str = _field("", "Task options as key=value,... (each task's docstring lists its options).")
-    seq_len: int = _field(100, "Task length T (copy: the delay; sequences are T+20 long).")
-    hidden_size: int = _field(128, "Width of the cell's hidden state.")
-    num_layers: int = _field(1, "Cells stacked in depth: each layer's output sequence is the next one's input.")
-    batch_size: int = _field(50, "Training sequences per step (fresh each step).")
-    steps: int = _field(2000, "Training steps; a larger value extends a finished run on resume.")
-    optimizer: str = _field("adam", "Optimizer: adam, rmsprop or sgd (with --momentum).")
+    seq_len: int = _field(100, "Task length T (copy: the delay; sequences are T+20 long).", (2, MAX_SEQ_LEN))
+    hidden_size: int = _field(128, "Width of the cell's hidden state.", (1, MAX_WIDTH))
+    num_layers: int = _field(
+        1, "Cells stacked in depth: each layer's output sequence is the next one's input.", (1, 64)
+    )
+    batch_size: int = _field(50, "Training sequences per step (fresh each step).", (1, MAX_WIDTH))
+    steps: int = _field(2000, "Training steps; a larger value extends a finished run on resume.", (1, MAX_COUNT))
+    optimizer: str = _field("adam", "Optimizer: adam, rmsprop or sgd (with --momentum).", choices=OPTIMIZERS)
     learning_rate: float | tuple[float, ...] = _field(
         1e-3,
         "Learning rate, or a comma-separated list of them in increasing order (e.g. 1e-4,3e-4,1e-3): a sweep, every "
@@ -64,15 +77,21 @@ class Config:
     rmsprop_decay: float = _field(
         0.9, "rmsprop's decay of the squared-gradient average (0.9 as in TensorFlow; PyTorch's alpha is 0.99)."
     )
-    eval_every: int = _field(100, "Evaluate on the held-out set and log every this many steps.")
-    eval_size: int = _field(1000, "Sequences in the fixed held-out evaluation set.")
-    seed: int = _field(0, "Seed of parameters and training data.")
+    eval_every: int = _field(100, "Evaluate on the held-out set and log every this many steps.", (1, MAX_COUNT))
+    eval_size: int = _field(1000, "Sequences in the fixed held-out evaluation set.", (1, 10**6))
+    seed: int = _field(0, "Seed of parameters and training data.", (0, MAX_SEED))
     num_seeds: int = _field(
-        1, "Train seeds seed..seed+num_seeds-1 together in one program (vmap); with several --learning_rate, each."
+        1,
+        "Train seeds seed..seed+num_seeds-1 together in one program (vmap); with several --learning_rate, each.",
+        (1, MAX_MEMBERS),
     )
-    checkpoint_every: int = _field(1000, "Save a checkpoint every this many steps (0 = only at the end).")
-    diag_every: int = _field(0, "Measure gradient diagnostics every this many steps (0 = off).")
-    remat: int = _field(0, "Recompute activations in chunks of this many steps on the backward pass (0 = off).")
+    checkpoint_every: int = _field(
+        1000, "Save a checkpoint every this many steps (0 = only at the end).", (0, MAX_COUNT)
+    )
+    diag_every: int = _field(0, "Measure gradient diagnostics every this many steps (0 = off).", (0, MAX_COUNT))
+    remat: int = _field(
+        0, "Recompute activations in chunks of this many steps on the backward pass (0 = off).", (0, MAX_SEQ_LEN)
+    )
     lr_multipliers: str = _field(
         "",
         "Per-parameter learning rates: name=factor,... scales --learning_rate for the cell parameters of that "
@@ -82,16 +101,24 @@ class Config:
         "auto",
         "How the cell runs over time: sequence (its whole-sequence method when it has one: the fused kernel of "
         "rnn/lstm/gru), step (lax.scan over its step), auto (per backend: experiments.policy).",
+        choices=policy.PATHS,
     )
-    unroll: int = _field(0, "Time steps per iteration of the time scans (0 = per backend: experiments.policy).")
-    seed_chunk: int = _field(0, "Seeds per device vmapped at once, the rest looped (0 = per backend and memory).")
+    unroll: int = _field(
+        0, "Time steps per iteration of the time scans (0 = per backend: experiments.policy).", (0, 1024)
+    )
+    seed_chunk: int = _field(
+        0, "Seeds per device vmapped at once, the rest looped (0 = per backend and memory).", (0, 1024)
+    )
     num_devices: int = _field(
-        0, "Local devices the seeds (x learning rates) are sharded over (0 = the most that divide their number)."
+        0,
+        "Local devices the seeds (x learning rates) are sharded over (0 = the most that divide their number).",
+        (0, 4096),
     )
     matmul_precision: str = _field(
         "highest",
         "fp32 matmul precision: highest (reproducible fp32), default (lets a GPU use TF32) or tf32x3 (a GPU's "
         "three-pass TF32 dot algorithm, close to fp32; GPUs only).",
+        choices=policy.PRECISIONS,
     )
     tensorboard: bool = _field(True, "Write TensorBoard event files beside metrics.jsonl: <workdir>/tb/seed_<s>/.")
 
@@ -111,33 +138,32 @@ class Config:
     def from_dict(cls, d: dict[str, Any]) -> "Config":
         """The Config of a `to_dict` (or its JSON: a list of learning rates comes back as the tuple)."""
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return cls(**{k: v for k, v in formats.config_fields(d).items() if k in names})
 
 
-def _int_between(name: str, value: Any, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(f"--{name}={value!r}: must be an integer in [{low}, {high}]")
-
-
-def _positive_float(name: str, value: Any, allow_zero: bool = False) -> None:
+def _finite_number(name: str, value: Any, allow_zero: bool = False) -> None:
     ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     ok = ok and (value >= 0 if allow_zero else value > 0)
     if not ok:
-        raise ConfigError(f"--{name}={value!r}: must be a finite number {'>= 0' if allow_zero else '> 0'}")
-
-
-def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"--{name}={value!r}: must be one of {', '.join(allowed)}")
+        raise flag_error(name, f"must be a finite number {'>= 0' if allow_zero else '> 0'}", repr(value))
 
 
 # fields that only act in training: a measurement at initialisation (experiments.gradients --cells) has no use for them
 TRAINING_FIELDS = (
-    "batch_size", "steps", "optimizer", "learning_rate", "momentum", "clip_norm", "eval_every", "eval_size",
-    "checkpoint_every", "diag_every", "lr_multipliers", "tensorboard",
-)  # fmt: skip
+    "batch_size",
+    "steps",
+    "optimizer",
+    "learning_rate",
+    "momentum",
+    "clip_norm",
+    "eval_every",
+    "eval_size",
+    "checkpoint_every",
+    "diag_every",
+    "lr_multipliers",
+    "tensorboard",
+)
 LEARNING_RATES_RULE = "must be a finite number > 0, or a comma-separated list of them in increasing order (a sweep)"
-MAX_MEMBERS = 1024  # seeds x learning rates trained in one program
 
 
 def learning_rates(config: Config) -> tuple[float, ...]:
@@ -156,7 +182,7 @@ def parse_learning_rates(text: str) -> float | tuple[float, ...]:
     if not all(is_number_text(s) for s in items):
         misspelt = [s for s in items if looks_numeric(s) and not is_number_text(s) and not s.strip("+-").isalpha()]
         why = f"; {NUMBER_RULE}" if misspelt else ""  # 1_000 or ١: Python reads them, this rule does not
-        raise ConfigError(f"--learning_rate={text!r}: {LEARNING_RATES_RULE}{why}")
+        raise flag_error("learning_rate", f"{LEARNING_RATES_RULE}{why}", repr(text))
     rates = tuple(float(s) for s in items)
     _check_rates(rates, repr(text))
     return rates[0] if len(rates) == 1 else rates
@@ -167,17 +193,21 @@ def _check_rates(rates: tuple[Any, ...], shown: str) -> None:
     once cast to float32 (where 1e-3 and 0.0010000000000000002 are one rate: two identical members)."""
     numbers = all(isinstance(r, int | float) and not isinstance(r, bool) and math.isfinite(r) and r > 0 for r in rates)
     if not rates or not numbers or not all(a < b for a, b in zip(rates, rates[1:], strict=False)):
-        raise ConfigError(f"--learning_rate={shown}: {LEARNING_RATES_RULE}")
+        raise flag_error("learning_rate", LEARNING_RATES_RULE, shown)
     if bad := [r for r in rates if not float32_positive(r)]:
-        raise ConfigError(
-            f"--learning_rate={shown}: {bad[0]!r} is {as_float32(bad[0])!r} in float32, the program's precision; "
-            f"each rate must be in {float32_range()}"
+        raise flag_error(
+            "learning_rate",
+            f"{bad[0]!r} is {as_float32(bad[0])!r} in float32, the program's precision; "
+            f"each rate must be in {float32_range()}",
+            shown,
         )
     if same := distinct_in_float32(rates):
         a, b = same[0]
-        raise ConfigError(
-            f"--learning_rate={shown}: {a!r} and {b!r} are the same float32 number ({as_float32(a)!r}): "
-            "the sweep would train identical members; give distinct rates"
+        raise flag_error(
+            "learning_rate",
+            f"{a!r} and {b!r} are the same float32 number ({as_float32(a)!r}): "
+            "the sweep would train identical members; give distinct rates",
+            shown,
         )
 
 
@@ -225,7 +255,7 @@ def _check_devices(config: Config) -> None:
         return
     available = jax.local_device_count()
     if config.num_devices > available:
-        raise ConfigError(f"--num_devices={config.num_devices}: only {available} local devices")
+        raise flag_error("num_devices", f"only {available} local devices", str(config.num_devices))
     if num_members(config) % config.num_devices:
         what, unit = _what_is_sharded(config)
         raise ConfigError(
@@ -235,39 +265,30 @@ def _check_devices(config: Config) -> None:
 
 
 def check_fields(config: Config) -> None:
-    """The scalar fields (sizes, counts, choices, rates): ConfigError on the first bad one. Builds nothing."""
-    _int_between("seq_len", config.seq_len, 2, MAX_SEQ_LEN)
-    _int_between("hidden_size", config.hidden_size, 1, MAX_WIDTH)
-    _int_between("batch_size", config.batch_size, 1, MAX_WIDTH)
-    _int_between("steps", config.steps, 1, 10**9)
-    _int_between("eval_every", config.eval_every, 1, 10**9)
-    _int_between("eval_size", config.eval_size, 1, 10**6)
-    _int_between("seed", config.seed, 0, 2**31 - 1)
-    _int_between("num_seeds", config.num_seeds, 1, 1024)
+    """The scalar fields (sizes, counts, choices, rates): ConfigError on the first bad one. Builds nothing.
+
+    Each field's range or choices are its metadata (`_field`); the rules that span fields, or the float32
+    the program computes in, are written below."""
+    for field in dataclasses.fields(Config):
+        value = getattr(config, field.name)
+        if between := field.metadata.get("between"):
+            check_int_range(field.name, value, *between)
+        if choices := field.metadata.get("choices"):
+            check_choice(field.name, value, choices)
     check_seeds(config.seed, config.num_seeds)
-    _int_between("checkpoint_every", config.checkpoint_every, 0, 10**9)
-    _int_between("diag_every", config.diag_every, 0, 10**9)
-    _int_between("remat", config.remat, 0, MAX_SEQ_LEN)
-    _int_between("num_layers", config.num_layers, 1, 64)
-    _int_between("unroll", config.unroll, 0, 1024)
-    _int_between("seed_chunk", config.seed_chunk, 0, 1024)
-    _int_between("num_devices", config.num_devices, 0, 4096)
-    _choice("sequence_path", config.sequence_path, policy.PATHS)
-    _choice("matmul_precision", config.matmul_precision, policy.PRECISIONS)
     _check_learning_rates(config)
     _check_devices(config)
-    _positive_float("clip_norm", config.clip_norm, allow_zero=True)
+    _finite_number("clip_norm", config.clip_norm, allow_zero=True)
     check_float32_positive("clip_norm", config.clip_norm, zero_allowed=True)  # 1e-46 is 0 in float32: no clipping
     check_float32_positive("clip_value", config.clip_value, zero_allowed=True)
-    _positive_float("momentum", config.momentum, allow_zero=True)
-    if not 0 < config.rmsprop_decay < 1 or as_float32(config.rmsprop_decay) >= 1:
-        raise ConfigError(f"--rmsprop_decay={config.rmsprop_decay!r}: must be in (0, 1), also in float32")
+    _finite_number("momentum", config.momentum, allow_zero=True)
+    decay = config.rmsprop_decay
+    if not 0 < decay < 1 or as_float32(decay) >= 1:
+        raise flag_error("rmsprop_decay", "must be in (0, 1), also in float32", repr(decay))
     if config.momentum >= 1 or as_float32(config.momentum) >= 1:  # 0.99999999999 is 1.0 in float32
-        raise ConfigError(f"--momentum={config.momentum!r}: must be in [0, 1), also in float32 (at most 0.99999994)")
+        raise flag_error("momentum", "must be in [0, 1), also in float32 (at most 0.99999994)", repr(config.momentum))
     if config.momentum and not float32_positive(config.momentum):
-        raise ConfigError(f"--momentum={config.momentum!r}: must be 0 or in {float32_range()}")
-    if config.optimizer not in OPTIMIZERS:
-        raise ConfigError(f"--optimizer={config.optimizer!r}: must be one of {', '.join(OPTIMIZERS)}")
+        raise flag_error("momentum", f"must be 0 or in {float32_range()}", repr(config.momentum))
     _check_group_rates(config)
 
 
@@ -303,15 +324,19 @@ def _first_line(e: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def user_code(what: str) -> Iterator[None]:
+def user_code(what: str, field: str | None = None, shown: str | None = None) -> Iterator[None]:
     """Any exception (but a ConfigError) or SystemExit raised inside, by a user's cell or task, becomes one
-    ConfigError line `<what>: <what it raised>`."""
+    ConfigError line: `--<field>=<shown>: <what>: <what it raised>` when `field` is given (`what` may be empty),
+    else `<what>: <what it raised>`."""
     try:
         yield
     except (ConfigError, SignalExit):
         raise
     except (Exception, SystemExit) as e:  # noqa: BLE001
-        raise ConfigError(f"{what}: {describe_exception(e)}") from None
+        raised = describe_exception(e)
+        if field is None:
+            raise ConfigError(f"{what}: {raised}") from None
+        raise flag_error(field, f"{what}: {raised}" if what else raised, shown) from None
 
 
 PROBE_BYTES = 16 * 1024  # written (and synced) by the write probe
@@ -424,7 +449,10 @@ def check_memory(
     need, ram = sum(estimate.values()), physical_memory_bytes()
     if need <= fraction * ram:
         return
-    gib = lambda n: f"{n / 2**30:.1f}" if n >= 2**30 / 10 else f"{n / 2**30:.2g}"  # noqa: E731
+
+    def gib(n: float) -> str:
+        return f"{n / 2**30:.1f}" if n >= 2**30 / 10 else f"{n / 2**30:.2g}"
+
     parts = ", ".join(f"{k} {gib(v)}" for k, v in estimate.items() if v)
     total = f"in all ~{gib(need)} GiB ({parts}), more than {fraction:.0%} of this machine's {gib(ram)} GiB"
     largest = max(estimate, key=estimate.get)
@@ -435,23 +463,31 @@ def check_memory(
             config.batch_size, task.length, task.input_size
         )
         remat = f"add --remat={k} (~{with_remat / 2**30:.2f} GiB of activations) or " if k != config.remat else ""
-        raise ConfigError(
-            f"--seq_len={config.seq_len}: the backward pass would keep ~{gib(estimate['activations'])} GiB of "
-            f"activations, {total}; {remat}lower --batch_size, --hidden_size or {seeds}"
+        raise flag_error(
+            "seq_len",
+            f"the backward pass would keep ~{gib(estimate['activations'])} GiB of activations, {total}; "
+            f"{remat}lower --batch_size, --hidden_size or {seeds}",
+            str(config.seq_len),
         )
     if largest == "parameters":
-        raise ConfigError(
-            f"--hidden_size={config.hidden_size}: parameters, gradients and {config.optimizer} state would take "
-            f"~{gib(estimate['parameters'])} GiB, {total}; lower --hidden_size or {seeds}"
+        raise flag_error(
+            "hidden_size",
+            f"parameters, gradients and {config.optimizer} state would take ~{gib(estimate['parameters'])} GiB, "
+            f"{total}; lower --hidden_size or {seeds}",
+            str(config.hidden_size),
         )
     if largest == "eval":
-        raise ConfigError(
-            f"--eval_size={config.eval_size}: the held-out set of {config.eval_size} sequences of {task.length} steps "
-            f"and its evaluation would take ~{gib(estimate['eval'])} GiB, {total}; lower --eval_size or --seq_len"
+        raise flag_error(
+            "eval_size",
+            f"the held-out set of {config.eval_size} sequences of {task.length} steps and its evaluation would "
+            f"take ~{gib(estimate['eval'])} GiB, {total}; lower --eval_size or --seq_len",
+            str(config.eval_size),
         )
     flag, lower = ("batch", "lower --batch") if explicit else ("diag_every", "set --diag_every=0")
     value = diagnostics_batch if explicit else config.diag_every
-    raise ConfigError(
-        f"--{flag}={value}: gradient diagnostics on a batch of {diagnostics_batch} sequences would take "
-        f"~{gib(estimate['diagnostics'])} GiB, {total}; {lower} or add --remat"
+    raise flag_error(
+        flag,
+        f"gradient diagnostics on a batch of {diagnostics_batch} sequences would take "
+        f"~{gib(estimate['diagnostics'])} GiB, {total}; {lower} or add --remat",
+        str(value),
     )

@@ -49,8 +49,8 @@ class _LearningRatesParser(flags.ArgumentParser):
             return argument
         try:
             return parse_learning_rates(argument)
-        except ConfigError as e:  # absl words it `flag --learning_rate=...: <this>`; `run` prints it in one line
-            raise ValueError(str(e).partition(": ")[2]) from None
+        except ConfigError as e:  # absl words it `flag --learning_rate=...: <reason>`; `run` prints it in one line
+            raise ValueError(e.reason) from None
 
     def flag_type(self) -> str:
         return "float list"
@@ -205,8 +205,11 @@ def run(
             # orbax's background writes failed the same way; asyncio would report each ("Task exception was
             # never retrieved", with its traceback) when collected at exit: this line already says it
             logging.getLogger("asyncio").setLevel(logging.CRITICAL)
-            _fail(f"no space left on device{where}; what was written before is intact: free some space and rerun "
-                  "the same command (a training run resumes from its last checkpoint)", code=1)  # fmt: skip
+            _fail(
+                f"no space left on device{where}; what was written before is intact: free some space and rerun "
+                "the same command (a training run resumes from its last checkpoint)",
+                code=1,
+            )
 
     logging.getLogger("jax").setLevel(logging.WARNING)  # no "Unable to initialize backend 'tpu'"
     _define_help_flags(groups)

@@ -31,8 +31,15 @@ def _log_scale(ax: Any, which: str, *arrays: Any) -> None:
     if any(np.any(np.isfinite(v) & (v > 0)) for v in values):
         getattr(ax, f"set_{which}scale")("log")
     else:
-        ax.text(0.5, 0.5, "no positive finite values to draw", transform=ax.transAxes, ha="center", va="center",
-                color="0.35")  # fmt: skip
+        ax.text(
+            0.5,
+            0.5,
+            "no positive finite values to draw",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            color="0.35",
+        )
 
 
 def _finite_positive(x: float) -> bool:
@@ -60,8 +67,9 @@ def plot_learning_curves(
         values = values.reshape(len(steps), -1)
         (line,) = ax.plot(steps, _positive(values.mean(axis=1)), label=label, lw=1.8)
         if values.shape[1] > 1:
-            ax.fill_between(steps, _positive(values.min(axis=1)), _positive(values.max(axis=1)),
-                            color=line.get_color(), alpha=0.2)  # fmt: skip
+            ax.fill_between(
+                steps, _positive(values.min(axis=1)), _positive(values.max(axis=1)), color=line.get_color(), alpha=0.2
+            )
         drawn.append(values)
     if _finite_positive(baseline):
         ax.axhline(baseline, color="k", ls="--", lw=1, label=f"baseline {baseline:.4g}")

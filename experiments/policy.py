@@ -35,7 +35,7 @@ Measurements behind the choices (`python -m benchmarks.speed`, ratios side by si
 - CPU: a step vmapped over a seed axis of size 1 runs every GEMM as a batched `dot_general`
   (batch dimension 1), which XLA:CPU ran at half the speed of the plain GEMM (profiled, lstm
   B=128 T=120 H=128: the per-step weight-gradient dots 22 + 19 ms against 12 ms unbatched; the whole
-  step 147 -> 123 ms). `experiments.train.vmap_in_chunks` therefore runs a lone seed (a one-seed
+  step 147 -> 123 ms). `experiments.experiment.vmap_in_chunks` therefore runs a lone seed (a one-seed
   run, or a chunk of one) without a batch axis.
 - GPU (H200, `results/speed/gpu_h200.md`): the fused kernel was 1.3-1.8x as fast as the
   step scan for rnn, lstm and gru at B=50 T=100/1000 H=128 and B=128 T=520 H=256; lstm at T=1000 with

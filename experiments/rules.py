@@ -25,7 +25,33 @@ MAX_SEED = 2**31 - 1  # seeds are int32 in the program
 
 
 class ConfigError(ValueError):
-    """A bad flag or config field; the message is one line naming it and the allowed values."""
+    """A bad flag or config field; the message is one line naming it and the allowed values.
+
+    Raised by `flag_error` it also carries its parts as data: `field` (the flag or Config field it names),
+    `shown` (its value as the message shows it; None when the message shows none) and `reason` (what is wrong,
+    the text after `--field=value: `), so a tool that names the field by another flag (`--cells` for
+    `--cell`, `--seq_lens` for `--seq_len`) rewords it with `relabel`, not by editing the message. An error
+    raised from a plain message has `field` None.
+    """
+
+    field: str | None = None
+    shown: str | None = None
+    reason: str | None = None
+
+    def __init__(self, message: str, *, field: str | None = None, shown: str | None = None, reason: str | None = None):
+        super().__init__(message)
+        if field is not None:
+            self.field, self.shown, self.reason = field, shown, reason
+
+    def relabel(self, name: str) -> "ConfigError":
+        """The same error under another name (`--cells=a,b (a)`, `--seq_lens (T=5)`): `<name>: <reason>`."""
+        return ConfigError(f"{name}: {self.reason}", field=self.field, shown=self.shown, reason=self.reason)
+
+
+def flag_error(field: str, reason: str, shown: str | None = None) -> ConfigError:
+    """`ConfigError("--<field>=<shown>: <reason>")` (`--<field>: <reason>` when `shown` is None), parts kept."""
+    at = f"--{field}" if shown is None else f"--{field}={shown}"
+    return ConfigError(f"{at}: {reason}", field=field, shown=shown, reason=reason)
 
 
 def _is_real(value: Any) -> bool:
@@ -58,10 +84,8 @@ def check_float32_positive(flag: str, value: Any, zero_allowed: bool = False, sh
         return
     if not float32_positive(value):
         zero = " or 0" if zero_allowed else ""
-        raise ConfigError(
-            f"--{flag}={shown or repr(value)}: must be a number > 0 in {float32_range()}{zero}; the program "
-            "computes in float32"
-        )
+        reason = f"must be a number > 0 in {float32_range()}{zero}; the program computes in float32"
+        raise flag_error(flag, reason, shown or repr(value))
 
 
 def distinct_in_float32(values: Iterable[float]) -> list[tuple[float, float]]:
@@ -70,13 +94,27 @@ def distinct_in_float32(values: Iterable[float]) -> list[tuple[float, float]]:
     return [(a, b) for a, b in zip(values, values[1:], strict=False) if as_float32(a) == as_float32(b)]
 
 
+def check_int_range(flag: str, value: Any, low: int, high: int, bounds: str | None = None) -> None:
+    """ConfigError unless `value` is an integer (not a bool) in [low, high]; `bounds` words the range when it
+    depends on another flag (`[1, --batch=64]`)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise flag_error(flag, f"must be an integer in {bounds or f'[{low}, {high}]'}", repr(value))
+
+
+def check_choice(flag: str, value: Any, allowed: Iterable[str]) -> None:
+    """ConfigError unless `value` is one of `allowed`."""
+    allowed = tuple(allowed)
+    if value not in allowed:
+        raise flag_error(flag, f"must be one of {', '.join(allowed)}", repr(value))
+
+
 def check_seeds(seed: Any, num_seeds: Any, seed_flag: str = "seed", count_flag: str = "num_seeds") -> None:
     """ConfigError unless seed and seed + num_seeds - 1 (the last seed of the run) are in [0, 2**31 - 1]."""
     for name, value in ((seed_flag, seed), (count_flag, num_seeds)):
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"--{name}={value!r}: must be an integer")
+            raise flag_error(name, "must be an integer", repr(value))
     if not 0 <= seed <= MAX_SEED:
-        raise ConfigError(f"--{seed_flag}={seed}: must be an integer in [0, {MAX_SEED}] (seeds are int32)")
+        raise flag_error(seed_flag, f"must be an integer in [0, {MAX_SEED}] (seeds are int32)", str(seed))
     if num_seeds >= 1 and seed + num_seeds - 1 > MAX_SEED:
         raise ConfigError(
             f"--{seed_flag}={seed} --{count_flag}={num_seeds}: the last seed, {seed + num_seeds - 1}, is past "

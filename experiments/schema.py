@@ -8,6 +8,7 @@ this); one edited by hand, by another tool or by a careless collaborator may not
 (a task, a cell) are strings and are never imported.
 
     config.json    an object: each Config field present has Config's type (a learning rate: a number or a list).
+    Each may hold "format_version" (an integer; `experiments.formats` reads older versions in).
     results.json   an object: "config" (an object with an integer "steps"), "steps_done" (integer >= 0),
                    "wall_time_s" (number), "seeds" (a non-empty list of members: "seed" integer, "final"
                    {metric: number or null}, "solved" bool, "solved_at_step" and "diverged_at_step" integer
@@ -30,6 +31,7 @@ from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
+from experiments import formats
 from experiments.config import Config, ConfigError
 
 
@@ -102,8 +104,14 @@ def check_results(value: Any, metrics: Collection[str] = ()) -> dict[str, Any]:
     _field(value, "stopped_by", lambda v: v is None or isinstance(v, str), "a string or null", optional=True)
     _field(value, "steps_per_s", _number_or_null, "a number or null", optional=True)
     _field(value, "resumed_from", _is_int, "an integer", optional=True)
-    _field(value, "learning_rates", lambda v: isinstance(v, list) and all(map(_is_number, v)), "a list of numbers",
-           optional=True)  # fmt: skip
+    _field(value, formats.KEY, _is_int, "an integer", optional=True)
+    _field(
+        value,
+        "learning_rates",
+        lambda v: isinstance(v, list) and all(map(_is_number, v)),
+        "a list of numbers",
+        optional=True,
+    )
     _field(value, "best_learning_rate", _number_or_null, "a number or null", optional=True)
     for name in ("versions", "execution"):
         _field(value, name, lambda v: isinstance(v, dict), "an object", optional=True)
@@ -211,8 +219,14 @@ def file_kind(path: str | Path) -> str | None:
         mode = os.lstat(path).st_mode
     except OSError:
         return None
-    kinds = {stat.S_ISDIR: "a folder", stat.S_ISLNK: "a symbolic link", stat.S_ISFIFO: "a FIFO",
-             stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a device", stat.S_ISBLK: "a device"}  # fmt: skip
+    kinds = {
+        stat.S_ISDIR: "a folder",
+        stat.S_ISLNK: "a symbolic link",
+        stat.S_ISFIFO: "a FIFO",
+        stat.S_ISSOCK: "a socket",
+        stat.S_ISCHR: "a device",
+        stat.S_ISBLK: "a device",
+    }
     return next((name for test, name in kinds.items() if test(mode)), None)
 
 
@@ -220,7 +234,9 @@ def read_results(path: str | Path, metrics: Collection[str] = ()) -> dict[str, A
     """results.json at `path`, checked (`check_results`); `DamagedError` if it is not one."""
     text = read_text(path)
     try:
-        return check_results(_loads(text), metrics)
+        return formats.upgrade_results(check_results(_loads(text), metrics))
+    except formats.FormatError as e:  # not damaged: newer than this reader
+        raise DamagedError(path, str(e), message=f"{path}: {e}") from None
     except ValueError as e:  # json.JSONDecodeError is one
         raise DamagedError(path, _json_why(e)) from None
 

@@ -31,7 +31,7 @@ from typing import Any, NamedTuple, NoReturn
 
 import numpy as np
 
-from experiments import io, schema
+from experiments import formats, io, schema
 from experiments.config import Config, ConfigError, check_workdir
 from experiments.lock import WorkdirLockedError, workdir_lock
 from experiments.report import fmt, markdown_table, mean_std
@@ -208,19 +208,18 @@ def check_points(
     cells = list(dict.fromkeys(c.cell for c in points.values()))
     for key, config in points.items():
         try:
-            validate_cells(config, [config.cell], memory=not read_only)
+            validate_cells(config, [config.cell], listed=cells, memory=not read_only)
         except ConfigError as e:  # name a flag the sweep's tools have: --seq_lens, not --seq_len or --diag_every
-            message = re.sub(r"^--(seq_len|diag_every)=\d+", f"--seq_lens (T={key.seq_len})", str(e))
-            if len(cells) > 1:
-                message = message.replace(f"--cells={config.cell}: ", f"--cells={','.join(cells)} ({config.cell}): ")
-            raise ConfigError(message) from None
+            if e.field in ("seq_len", "diag_every") and e.shown is not None and e.shown.isdigit():
+                raise e.relabel(f"--seq_lens (T={key.seq_len})") from None
+            raise
     if len({k.dirname for k in points}) < len(points):
         raise ConfigError(f"--cells: two rows share a folder name (':' '.' ',' become '_' in {out_dir})")
     if read_only:
         if not str(out_dir).strip() or Path(out_dir).is_file():
             raise ConfigError(f"--{flag}={str(out_dir)!r}: must name a folder")
         return Path(out_dir)
-    from experiments.train import check_layout, check_resumable
+    from experiments.resume import check_layout, check_resumable
 
     out_dir = check_workdir(out_dir, flag)
     for key, config in points.items():
@@ -274,7 +273,7 @@ def run_point(measure: str, config: Config, workdir: Path) -> dict[str, Any]:
     {"busy": message} and the table marks it. A point stopped by a signal comes back with its
     results ("stopped_by" set) for the sweep to stop.
     """
-    from experiments.train import train_and_evaluate
+    from experiments.trainer import train_and_evaluate
 
     if finished(measure, config, workdir):
         try:
@@ -304,19 +303,19 @@ def run_point(measure: str, config: Config, workdir: Path) -> dict[str, Any]:
 
 def _measure_gradients(config: Config, workdir: Path) -> None:
     from experiments.diagnostics import TrainingRecorder
-    from experiments.train import Experiment
+    from experiments.experiment import Experiment
 
     workdir.mkdir(parents=True, exist_ok=True)
     with workdir_lock(workdir, "results_dir"):
         exp = Experiment(config)
         params = exp.compiled_init()(*exp.member_inputs()).params
-        io.write_json(workdir / "config.json", config.to_dict())
+        io.write_json(workdir / "config.json", formats.stamp(config.to_dict()))
         TrainingRecorder(exp, workdir, jacobian_points_count=8)(0, params)
 
 
 def finished(measure: str, config: Config, workdir: Path) -> bool:
     """Whether `workdir` holds this config's finished point (a damaged file means unfinished: `load_point`
-    and `experiments.train.check_resumable` say what is wrong with it)."""
+    and `experiments.resume.check_resumable` say what is wrong with it)."""
     done = workdir / ("diagnostics.jsonl" if measure == "gradients" else "results.json")
     saved = read_dict(workdir / "config.json")
     if saved is None or not done.is_file() or _config_of(saved) != config:
@@ -373,7 +372,7 @@ def run_inline(measure: str, points: dict[PointKey, Config], out_dir: Path, what
     """Every point in turn, in this process. SIGTERM/SIGINT stop the whole sweep, whether they arrive during a
     point (which saves its checkpoint) or between points: one line on stderr, exit code 128+signal, and no
     table is written, so a part-trained point is never published. The same command resumes."""
-    from experiments.train import StopSignal
+    from experiments.trainer import StopSignal
 
     loaded = {}
     with StopSignal() as stop:
@@ -504,7 +503,7 @@ def render(
     """The Markdown report of one sweep: final metrics, gradient decay, the published figures beside ours."""
     import jax
 
-    from experiments.train import package_versions
+    from experiments.results import package_versions
 
     keys = list(points)
     rows = list(dict.fromkeys(k.row for k in keys))
@@ -518,25 +517,34 @@ def render(
         held_out = jax.eval_shape(lambda: task.held_out("test", first.eval_size))[0].shape[0]
         settings = f"{sweep.describe()}; every seed evaluated on {held_out} held-out test sequences"
     out = [
-        f"# `{table}` table", "",
-        f"Command: `{command}`  ", *_provenance(points, wall, package_versions()),
-        f"Settings: {settings}.", "",
-    ]  # fmt: skip
+        f"# `{table}` table",
+        "",
+        f"Command: `{command}`  ",
+        *_provenance(points, wall, package_versions()),
+        f"Settings: {settings}.",
+        "",
+    ]
     if sweep.measure != "gradients":
         extra = "".join(f", then {k}" for k in task.table_metrics)
         out += [
-            f"## Final held-out {headline_label(task)}{extra}, mean ± std over seeds", "",
-            f"Task `{sweep.task}`{_options(first)}; solved: {task.solved_rule}.", "",
-        ]  # fmt: skip
-        table_rows = [[r, *(point_entry(points[PointKey(r, T)], task_of(configs[PointKey(r, T)])) for T in lens)]
-                      for r in rows]  # fmt: skip
+            f"## Final held-out {headline_label(task)}{extra}, mean ± std over seeds",
+            "",
+            f"Task `{sweep.task}`{_options(first)}; solved: {task.solved_rule}.",
+            "",
+        ]
+        table_rows = [
+            [r, *(point_entry(points[PointKey(r, T)], task_of(configs[PointKey(r, T)])) for T in lens)] for r in rows
+        ]
         out += [markdown_table(["cell", *cols], table_rows), ""]
         out += _memoryless_line(first, lens)
     if any(p.get("diag_init") or p.get("diag_end") for p in points.values()):
         out += ["## Gradient decay of ||dL/dh_t|| (fitted decades per step; horizon in steps, 1% of max)", ""]
         phases = [("init", "diag_init")] + ([("end", "diag_end")] if sweep.measure != "gradients" else [])
-        grad_rows = [[r, phase, *(_grad_entry(_reported(p, key), p) for p in (points[PointKey(r, T)] for T in lens))]
-                     for r in rows for phase, key in phases]  # fmt: skip
+        grad_rows = [
+            [r, phase, *(_grad_entry(_reported(p, key), p) for p in (points[PointKey(r, T)] for T in lens))]
+            for r in rows
+            for phase, key in phases
+        ]
         out += [markdown_table(["cell", "when", *cols], grad_rows), ""]
     cells = {k: configs[k].cell for k in keys}
     published = [r for r in published_rows(sweep.task) if r["cell"] in cells.values()]
@@ -552,8 +560,9 @@ def render(
             ]
             span = _span(r["seq_len_min"], r["seq_len_max"])
             result = " ".join(x for x in (r["metric"] + " " + r["value"] if r["value"] else "", r["outcome"]) if x)
-            pub_rows.append([f"{r['source']}, {r['where']}", r["cell"], span, result, r["setting"],
-                             "; ".join(ours) or "-"])  # fmt: skip
+            pub_rows.append(
+                [f"{r['source']}, {r['where']}", r["cell"], span, result, r["setting"], "; ".join(ours) or "-"]
+            )
         out += [markdown_table(["source", "cell", "T", "published", "their setting", "ours"], pub_rows), ""]
     return "\n".join(out)
 
@@ -637,7 +646,10 @@ def _machine_name(backend: str | None, kind: str | None, cores: int | None) -> s
 def _versions(versions: dict[str, str], order: list[str] | None = None) -> str:
     """ "python 3.11.7, jax 0.10.2, ...": the packages in `order` first, in that order (results.json sorts them)."""
     order = order or []
-    rank = lambda name: order.index(name) if name in order else len(order)  # noqa: E731
+
+    def rank(name: str) -> int:
+        return order.index(name) if name in order else len(order)
+
     return ", ".join(f"{k} {versions[k]}" for k in sorted(versions, key=rank))
 
 

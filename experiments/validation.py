@@ -6,7 +6,6 @@
 ConfigError naming the flag.
 """
 
-import re
 from typing import Any
 
 import jax
@@ -15,6 +14,7 @@ import jax.numpy as jnp
 from experiments.build import Parts, build
 from experiments.config import Config, ConfigError, check_memory, lr_multipliers, user_code
 from experiments.model import SequenceModel
+from experiments.rules import flag_error
 from plugins import SignalExit, describe_exception
 from tasks import Task
 
@@ -29,10 +29,10 @@ def validate(config: Config, diagnostics_batch: int | None = None, memory: bool 
     when --diag_every > 0).
     """
     parts = build(config)  # checks the scalar fields first
-    with user_code(f"--task={config.task}: the task fails on a batch of 2"):
+    with user_code("the task fails on a batch of 2", "task", config.task):
         _check_task_declarations(config, parts.task)
     _check_cell_runs(config, parts.model, parts.task)
-    with user_code(f"--cell={config.cell}"):
+    with user_code("", "cell", config.cell):
         _check_lr_groups(config, parts.model, parts.task)
     if memory:  # reading a run's files (--status, --render_only) needs no room to train it
         with user_code(f"--cell={config.cell} on --task={config.task}: estimating the run's memory"):
@@ -40,16 +40,22 @@ def validate(config: Config, diagnostics_batch: int | None = None, memory: bool 
     return parts
 
 
-def validate_cells(config: Config, cells: list[str], flag: str = "cells", **kwargs: Any) -> dict[str, Config]:
-    """`config` for each cell of a --cells list, validated; an error names --cells (and the entry), not --cell."""
+def validate_cells(
+    config: Config, cells: list[str], flag: str = "cells", listed: list[str] | None = None, **kwargs: Any
+) -> dict[str, Config]:
+    """`config` for each cell of a --cells list, validated; an error about --cell names --cells instead (and the
+    entry, when `listed`, the whole list, default `cells`, has several): `--cells=a,b (b): ...`."""
+    listed = listed or cells
     configs = {}
     for cell in cells:
         configs[cell] = config.replace(cell=cell)
         try:
             validate(configs[cell], **kwargs)
         except ConfigError as e:
-            entry = f" ({cell})" if len(cells) > 1 else ""
-            raise ConfigError(re.sub(r"^--cell(=\S+)?: ", f"--{flag}={','.join(cells)}{entry}: ", str(e))) from None
+            if e.field != "cell":
+                raise
+            entry = f" ({cell})" if len(listed) > 1 else ""
+            raise e.relabel(f"--{flag}={','.join(listed)}{entry}") from None
     return configs
 
 
@@ -67,26 +73,26 @@ def _check_lr_groups(config: Config, model: SequenceModel, task: Task) -> None:
         return
     names = parameter_names(model, task)
     if unknown := sorted(set(groups) - set(names)):
-        raise ConfigError(
-            f"--lr_multipliers: {config.cell} has no parameter {', '.join(unknown)}; its parameters: {', '.join(names)}"
-        )
+        reason = f"{config.cell} has no parameter {', '.join(unknown)}; its parameters: {', '.join(names)}"
+        raise flag_error("lr_multipliers", reason)
 
 
 def _check_task_declarations(config: Config, task: Task) -> None:
     """What a task declares (`tasks.base.Task`) against what it computes, traced on a tiny batch: the
     width of its inputs, and that its headline, table and solved metrics are keys of its `metrics`."""
     inputs, targets = jax.eval_shape(lambda k: task.sample(k, 2), jax.random.PRNGKey(0))
-    name = f"--task={config.task}"
+
+    def refuse(reason: str) -> ConfigError:
+        return flag_error("task", reason, config.task)
+
     if inputs.shape[-1] != task.input_size:
-        raise ConfigError(
-            f"{name}: sample() gives {inputs.shape[-1]} input features, input_size says {task.input_size}"
-        )
+        raise refuse(f"sample() gives {inputs.shape[-1]} input features, input_size says {task.input_size}")
     shape = (2, task.length, task.num_outputs) if task.readout == "all" else (2, task.num_outputs)
     keys = jax.eval_shape(task.metrics, jax.ShapeDtypeStruct(shape, jnp.float32), targets)
     if task.headline not in ("loss", "ratio"):
-        raise ConfigError(f"{name}: headline={task.headline!r}, must be loss or ratio (a table ranks it, lower first)")
+        raise refuse(f"headline={task.headline!r}, must be loss or ratio (a table ranks it, lower first)")
     if unknown := [k for k in (*task.table_metrics, task.solved_metric) if k not in keys]:
-        raise ConfigError(f"{name}: declares metric {unknown[0]!r}, but metrics() gives {', '.join(keys)}")
+        raise refuse(f"declares metric {unknown[0]!r}, but metrics() gives {', '.join(keys)}")
 
 
 def _first_line(e: BaseException) -> str:
@@ -101,7 +107,11 @@ def _check_cell_runs(config: Config, model: SequenceModel, task: Task) -> None:
     line: it must keep its parameters in the `params` collection, keep the batch as the leading axis of its
     output and carry, return a carry like the one it starts from, and its output and carry must be floating
     (an integer one has zero gradient: the cell would train nothing)."""
-    B, name = CHECK_BATCH, f"--cell={config.cell}"
+    B = CHECK_BATCH
+
+    def refuse(reason: str) -> ConfigError:
+        return flag_error("cell", reason, config.cell)
+
     x = jax.ShapeDtypeStruct((B, 2, task.input_size), "float32")
 
     collections: list[str] = []  # of the cell's variables, seen while tracing
@@ -118,31 +128,27 @@ def _check_cell_runs(config: Config, model: SequenceModel, task: Task) -> None:
     try:
         carry0, out = jax.eval_shape(step, x)
     except Exception as e:  # noqa: BLE001 - any failure of a user's cell becomes one line
-        raise ConfigError(f"{name}: the cell fails on a ({B}, {task.input_size}) input: {_first_line(e)}") from None
+        raise refuse(f"the cell fails on a ({B}, {task.input_size}) input: {_first_line(e)}") from None
     except SignalExit:
         raise
     except SystemExit as e:
-        raise ConfigError(
-            f"{name}: the cell fails on a ({B}, {task.input_size}) input: {describe_exception(e)}"
-        ) from None
+        raise refuse(f"the cell fails on a ({B}, {task.input_size}) input: {describe_exception(e)}") from None
     if out is None:
         found = f"its variables hold {', '.join(collections)}" if collections else "it has no variables"
-        raise ConfigError(
-            f"{name}: the cell has no `params` collection ({found}); declare its parameters with self.param or "
+        raise refuse(
+            f"the cell has no `params` collection ({found}); declare its parameters with self.param or "
             "submodules (the optimizer trains `params`)"
         )
     carry, y = out
     if not isinstance(y, jax.ShapeDtypeStruct):
-        raise ConfigError(f"{name}: its output is a {type(y).__name__}; it must be one array of shape ({B}, ...)")
+        raise refuse(f"its output is a {type(y).__name__}; it must be one array of shape ({B}, ...)")
     if y.shape[:1] != (B,):
-        raise ConfigError(
-            f"{name}: its output has shape {y.shape} on a batch of {B}; it must be ({B}, ...) (batch first)"
-        )
+        raise refuse(f"its output has shape {y.shape} on a batch of {B}; it must be ({B}, ...) (batch first)")
     for path, leaf0 in jax.tree_util.tree_leaves_with_path(carry0):
         if leaf0.shape[:1] != (B,):
             where = jax.tree_util.keystr(path) or ""
-            raise ConfigError(
-                f"{name}: initialize_carry gives carry{where} of shape {leaf0.shape} for a batch of {B}; it must be "
+            raise refuse(
+                f"initialize_carry gives carry{where} of shape {leaf0.shape} for a batch of {B}; it must be "
                 f"({B}, ...) (batch first)"
             )
     if jax.tree.structure(carry) != jax.tree.structure(carry0) or any(
@@ -151,17 +157,17 @@ def _check_cell_runs(config: Config, model: SequenceModel, task: Task) -> None:
     ):
         got = jax.tree.map(lambda a: a.shape, carry)
         want = jax.tree.map(lambda a: a.shape, carry0)
-        raise ConfigError(
-            f"{name}: one step returns a carry {got} unlike its initial carry {want} (shapes and dtypes must match "
+        raise refuse(
+            f"one step returns a carry {got} unlike its initial carry {want} (shapes and dtypes must match "
             "for lax.scan)"
         )
     leaves = [("output", y, jnp.floating)]  # real: the readout and loss are
     leaves += [("carry", leaf, jnp.inexact) for leaf in jax.tree.leaves(carry)]  # complex carries are fine
     if bad := [f"its {what} is {leaf.dtype}" for what, leaf, kind in leaves if not jnp.issubdtype(leaf.dtype, kind)]:
-        raise ConfigError(f"{name}: {bad[0]}; it must be floating (no gradient flows through integers)")
+        raise refuse(f"{bad[0]}; it must be floating (no gradient flows through integers)")
 
     def whole(x: jax.Array) -> jax.Array:
         return model.apply(model.init(jax.random.PRNGKey(0), x), x)
 
-    with user_code(f"{name}: the model fails on a ({B}, 2, {task.input_size}) batch"):
+    with user_code(f"the model fails on a ({B}, 2, {task.input_size}) batch", "cell", config.cell):
         jax.eval_shape(whole, x)

@@ -11,8 +11,8 @@ import pytest
 from flax import linen as nn
 
 from cells import CELLS
+from experiments.cell_checks import CHECKS, CheckResult, check_cell
 from experiments.config import Config, ConfigError
-from experiments.conformance import CHECKS, CheckResult, check_cell
 from experiments.validation import validate
 
 ROOT = Path(__file__).resolve().parents[1]

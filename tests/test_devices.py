@@ -48,7 +48,7 @@ def test_a_smaller_evaluation_chunk_gives_the_same_metrics(monkeypatch):
     """`eval_set` cuts the held-out set into equal chunks of the largest divisor up to `eval_rows`."""
     import jax.numpy as jnp
 
-    from experiments.train import Experiment
+    from experiments.experiment import Experiment
 
     exp = Experiment(Config(cell="gru", task="adding", seq_len=20, hidden_size=8, eval_size=500, num_seeds=2))
     params = exp.compiled_init()(*exp.member_inputs()).params
@@ -109,7 +109,7 @@ def test_execution_flags_are_validated(changes, flag):
 SHARDED = """
 import json, sys
 from experiments.config import Config
-from experiments.train import train_and_evaluate
+from experiments.trainer import train_and_evaluate
 import jax
 base = dict(cell="gru", task="adding", seq_len=12, hidden_size=8, batch_size=8, steps=20, eval_every=10,
             eval_size=16, num_seeds=4, checkpoint_every=10)
@@ -149,7 +149,7 @@ def test_seeds_sharded_over_four_devices_equal_one_device_and_resume_across_devi
 
 
 def test_matmul_precision_is_recorded(tmp_path):
-    from experiments.train import train_and_evaluate
+    from experiments.trainer import train_and_evaluate
 
     config = Config(cell="rnn", seq_len=6, hidden_size=4, batch_size=4, steps=2, eval_every=2, eval_size=4)
     results = train_and_evaluate(config.replace(matmul_precision="default"), tmp_path)
@@ -160,7 +160,7 @@ def test_matmul_precision_is_recorded(tmp_path):
 
 def test_the_evaluation_chunk_counts_every_member_on_the_device(tmp_path, monkeypatch):
     """Seeds x learning rates are evaluated together: the chunk policy is asked for all of them."""
-    from experiments.train import train_and_evaluate
+    from experiments.trainer import train_and_evaluate
 
     asked = []
     monkeypatch.setattr(policy, "eval_rows", lambda backend, per_row, members, memory: asked.append(members) or 3)

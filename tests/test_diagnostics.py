@@ -204,7 +204,7 @@ def test_jitted_diagnostic_compiles_once():
 
 @pytest.fixture(scope="module")
 def trained_workdir(tmp_path_factory):
-    from experiments.train import train_and_evaluate
+    from experiments.trainer import train_and_evaluate
 
     workdir = tmp_path_factory.mktemp("trained")
     config = Config(

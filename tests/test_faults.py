@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from experiments import gradients, io, sweep, train
+from experiments import gradient_measure, io, sweep, trainer
 from experiments.checkpoint import UNREADABLE, saved_steps
 from experiments.config import Config, ConfigError
+from experiments.experiment import Experiment
 from experiments.lock import WorkdirLockedError, workdir_lock
-from experiments.train import train_and_evaluate
+from experiments.trainer import train_and_evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = Config(
@@ -79,7 +80,7 @@ def trained(reference, tmp_path):
 INIT_LOOP = """
 import jax, jax.numpy as jnp
 from experiments.config import Config
-from experiments.train import Experiment
+from experiments.experiment import Experiment
 for cell in ("lstm", "gru"):
     init = Experiment(Config(cell=cell, hidden_size=128)).compiled_init()
     for i in range(20):
@@ -123,7 +124,7 @@ def test_initialising_two_lstm_or_gru_seeds_in_a_loop_does_not_deadlock(tmp_path
 def test_a_signal_during_the_first_compile_stops_with_results_and_resumes_bit_identical(
     reference, tmp_path, monkeypatch
 ):
-    compiled_step = train.Experiment.compiled_step
+    compiled_step = Experiment.compiled_step
 
     def signalling(self, mesh=None):
         step = compiled_step(self, mesh)
@@ -135,7 +136,7 @@ def test_a_signal_during_the_first_compile_stops_with_results_and_resumes_bit_id
 
         return Signalling()
 
-    monkeypatch.setattr(train.Experiment, "compiled_step", signalling)
+    monkeypatch.setattr(Experiment, "compiled_step", signalling)
     stopped = train_and_evaluate(CFG, tmp_path)
     assert stopped["stopped_by"] == "SIGTERM" and stopped["steps_done"] == 0 and not stopped["finished"]
     assert io.read_json(tmp_path / "results.json")["seeds"][0]["final"]["loss"] > 0  # evaluated at step 0
@@ -196,14 +197,14 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(reference, tra
 
 
 def test_gradients_from_a_workdir_with_damaged_checkpoints(trained, caplog):
-    spec = gradients.Spec(CFG, str(trained))
+    spec = gradient_measure.Spec(CFG, str(trained))
     damage(trained, 60)
-    _, step = gradients.load_params(spec)
+    _, step = gradient_measure.load_params(spec)
     assert step == 50 and saved_steps(trained) == [50, 60]  # read-only: nothing moved
     assert any("checkpoint 60" in r.getMessage() and "does not restore" in r.getMessage() for r in caplog.records)
     damage(trained, 50)
     with pytest.raises(ConfigError, match=r"^--from_workdirs=.*: no checkpoint restores \(steps 60, 50"):
-        gradients.load_params(spec)
+        gradient_measure.load_params(spec)
     with pytest.raises(ConfigError, match=r"^--workdir=.*no checkpoint restores.*move .*checkpoints away"):
         train_and_evaluate(CFG, trained)
     assert saved_steps(trained) == [50, 60] and not (trained / UNREADABLE).exists()
@@ -300,14 +301,14 @@ def test_sigterm_stops_the_whole_tables_sweep_without_writing_the_table(tmp_path
 def test_a_signal_stops_every_cell_of_compare(tmp_path, monkeypatch, capsys):
     from experiments import compare
 
-    trained, real = [], train.train_and_evaluate
+    trained, real = [], trainer.train_and_evaluate
 
     def interrupted(config, workdir):  # SIGINT arrives while the first cell trains (caught by the sweep's handler)
         trained.append(config.cell)
         signal.raise_signal(signal.SIGINT)
         return real(config, workdir)
 
-    monkeypatch.setattr(train, "train_and_evaluate", interrupted)
+    monkeypatch.setattr(trainer, "train_and_evaluate", interrupted)
     with pytest.raises(SystemExit) as e:
         compare.compare(CFG, ["rnn", "gru"], tmp_path)
     assert e.value.code == 128 + signal.SIGINT and trained == ["rnn"] and not (tmp_path / "comparison.md").exists()

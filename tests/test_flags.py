@@ -7,10 +7,10 @@ import pytest
 from absl import flags
 
 from experiments import config as config_module
+from experiments.cell_checks import check_cell
 from experiments.config import Config, ConfigError, check_out_file, check_workdir
-from experiments.conformance import check_cell
 from experiments.flags import _flag_error, int_list_flag, list_flag
-from experiments.train import check_resumable
+from experiments.resume import check_resumable
 from experiments.validation import validate, validate_cells
 
 ENTRY_POINTS = [

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from experiments.config import Config, ConfigError, lr_multipliers
-from experiments.train import Experiment
+from experiments.experiment import Experiment
 from experiments.validation import validate
 
 BASE = Config(cell="exprnn", seq_len=6, hidden_size=4, batch_size=4, optimizer="sgd", momentum=0.0, clip_norm=0.0)

@@ -15,7 +15,10 @@ import pytest
 from experiments import config as config_module
 from experiments import io
 from experiments.config import Config, ConfigError, learning_rates, members, num_devices, parse_learning_rates
-from experiments.train import Experiment, _results, best_learning_rate, check_resumable, train_and_evaluate
+from experiments.experiment import Experiment
+from experiments.results import best_learning_rate, run_results
+from experiments.resume import check_resumable
+from experiments.trainer import train_and_evaluate
 from experiments.validation import validate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +35,7 @@ PARAMS_RTOL, PARAMS_ATOL = 1e-5, 1e-6
 
 def final_params(workdir: Path, config: Config):
     from experiments.checkpoint import Checkpoints
-    from experiments.train import restore_latest
+    from experiments.resume import restore_latest
 
     exp = Experiment(config)
     checkpoints = Checkpoints(workdir)
@@ -158,7 +161,7 @@ def test_results_choose_on_the_validation_split_not_the_test_split():
         for seed, rate in exp.members
     ]  # fmt: skip
     state = types.SimpleNamespace(diverged_at=np.full(4, -1))
-    results = _results(exp, state, history, 20, {}, None)
+    results = run_results(exp, state, history, 20, {}, None)
     assert results["best_learning_rate"] == 1e-3 and results["learning_rates"] == [1e-3, 1e-2]
     assert results["mean"][key] == pytest.approx(0.9) and results["std"][key] == 0.0  # the best rate's test numbers
     by_rate = results["by_learning_rate"]
@@ -235,7 +238,7 @@ def test_a_resumed_sweep_is_bit_identical_and_keeps_its_rates(sweep, tmp_path):
         (20, s, lr) for s, lr in members(SWEEP)
     ]
     # experiments.gradients measures every member of a trained sweep, from its checkpoint
-    from experiments.gradients import measure_specs, trained_spec
+    from experiments.gradient_measure import measure_specs, trained_spec
 
     runs, _ = measure_specs([trained_spec(str(tmp_path), 4)], 4, 0.01, 2, 2, 2)
     assert [(r.seed, r.learning_rate, r.step) for r in runs] == [(s, lr, 20) for s, lr in members(SWEEP)]
@@ -245,7 +248,7 @@ def test_a_resumed_sweep_is_bit_identical_and_keeps_its_rates(sweep, tmp_path):
 SHARDED = """
 import json, sys
 from experiments.config import Config
-from experiments.train import train_and_evaluate
+from experiments.trainer import train_and_evaluate
 config = Config.from_dict(json.loads(sys.argv[2]))
 results = train_and_evaluate(config, sys.argv[1])
 print(json.dumps(results["execution"]))

@@ -15,7 +15,7 @@ from flax import linen as nn
 from cells import make_cell
 from cells.base import Cell
 from cells.scan import linear_recurrence
-from experiments.conformance import CheckError, _Harness, check_sequence
+from experiments.cell_checks import CheckError, _Harness, check_sequence
 from experiments.model import SequenceModel
 
 T, B, I, H = 6, 2, 3, 4

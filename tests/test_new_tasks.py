@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from experiments.config import Config
-from experiments.train import train_and_evaluate
+from experiments.trainer import train_and_evaluate
 from tasks import AssociativeRecall, Digits, PermutedDigits, SelectiveCopy, TemporalOrder, make_task
 from tasks import digits as digits_data
 

@@ -14,8 +14,8 @@ import pytest
 from benchmarks.tables import cells_flag
 from cells import make_cell
 from experiments.config import ConfigError
-from experiments.conformance import check_task
 from experiments.sweep import Sweep
+from experiments.task_checks import check_task
 from plugins import file_module_name, load_object
 from tasks import Adding, make_task
 

@@ -15,9 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cells import CELLS
-from experiments import io, train
+from experiments import io, trainer
 from experiments.config import OPTIMIZERS, Config, ConfigError
-from experiments.train import Experiment, train_and_evaluate
+from experiments.experiment import Experiment
+from experiments.trainer import train_and_evaluate
 from experiments.validation import validate
 from tasks import TASKS
 
@@ -42,17 +43,17 @@ def evals(workdir):
 
 def test_signal_in_process_saves_and_resume_is_bit_identical(uninterrupted, tmp_path, monkeypatch):
     workdir, expected = uninterrupted
-    log = train._log
+    log = trainer._log
 
     def log_then_signal(exp, wd, step, *args, **kwargs):
         if step == 250:  # a logging step that is not a checkpoint step
             os.kill(os.getpid(), signal.SIGTERM)
         return log(exp, wd, step, *args, **kwargs)
 
-    monkeypatch.setattr(train, "_log", log_then_signal)
+    monkeypatch.setattr(trainer, "_log", log_then_signal)
     stopped = train_and_evaluate(RUN, tmp_path)
     assert stopped["stopped_by"] == "SIGTERM" and stopped["steps_done"] == 250
-    monkeypatch.setattr(train, "_log", log)
+    monkeypatch.setattr(trainer, "_log", log)
     resumed = train_and_evaluate(RUN, tmp_path)
     assert resumed["seeds"] == expected["seeds"]
     assert evals(tmp_path) == evals(workdir)

@@ -24,7 +24,7 @@ from experiments.config import Config, ConfigError
 from experiments.lock import held_by, workdir_lock
 from experiments.sweep import PointKey, check_points, load_point, point_dir, task_of, write_report
 from experiments.tensorboard import TensorBoardLog, read_scalars
-from experiments.train import train_and_evaluate
+from experiments.trainer import train_and_evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = (

@@ -15,7 +15,7 @@ import pytest
 from flax import linen as nn
 
 from cells import make_cell
-from experiments import conformance
+from experiments import cell_checks
 from experiments.config import Config, ConfigError, check_fields, lr_multipliers, parse_learning_rates
 from experiments.validation import validate
 from plugins import load_object, parse_options
@@ -123,7 +123,7 @@ def test_infinite_or_nan_cell_options_are_refused(cell, options):
         make_cell(cell, 4, options)
     with pytest.raises(ConfigError, match="^--cell_options"):
         validate(TINY.replace(cell=cell, cell_options=options))
-    results = conformance.check_cell(cell, hidden_size=4, options=options)
+    results = cell_checks.check_cell(cell, hidden_size=4, options=options)
     assert [r.name for r in results] == ["construct"] and not results[0].passed  # no cell built: nothing passes
 
 
@@ -287,17 +287,17 @@ class RoundingCell(nn.Module):
 
 
 def test_conformance_tolerances_scale_with_width_and_length_from_the_default():
-    base = conformance.tolerances(8, 3, 5)
-    assert base.step == (conformance.RTOL, conformance.ATOL)
-    assert base.gradients == (conformance.GRAD_RTOL, conformance.GRAD_ATOL)
-    wide = conformance.tolerances(4096, 3, 5)
-    assert wide.step[1] == pytest.approx(conformance.ATOL * 4099 / 11) and wide.step[1] > 4.5e-6
-    assert conformance.tolerances(8, 3, 500).sequence[1] == pytest.approx(conformance.ATOL * 10)
+    base = cell_checks.tolerances(8, 3, 5)
+    assert base.step == (cell_checks.RTOL, cell_checks.ATOL)
+    assert base.gradients == (cell_checks.GRAD_RTOL, cell_checks.GRAD_ATOL)
+    wide = cell_checks.tolerances(4096, 3, 5)
+    assert wide.step[1] == pytest.approx(cell_checks.ATOL * 4099 / 11) and wide.step[1] > 4.5e-6
+    assert cell_checks.tolerances(8, 3, 500).sequence[1] == pytest.approx(cell_checks.ATOL * 10)
 
 
 def test_float32_rounding_at_width_4096_passes_and_a_real_difference_still_fails():
-    def jit_result(width: int, offset: float) -> conformance.CheckResult:
-        results = conformance.check_cell(RoundingCell(width, offset), hidden_size=width)
+    def jit_result(width: int, offset: float) -> cell_checks.CheckResult:
+        results = cell_checks.check_cell(RoundingCell(width, offset), hidden_size=width)
         return next(r for r in results if r.name == "jit")
 
     assert not jit_result(8, 4.5e-6).passed  # at width 8, 4.5e-6 is not rounding

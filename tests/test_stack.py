@@ -66,7 +66,7 @@ def test_carry_leaves_are_named_per_layer():
 
 @pytest.mark.slow
 def test_two_layers_train_and_diagnostics_report_each_layer(tmp_path):
-    from experiments.train import train_and_evaluate
+    from experiments.trainer import train_and_evaluate
 
     config = Config(
         cell="lstm", num_layers=2, seq_len=10, hidden_size=8, batch_size=8, steps=20, eval_every=10, eval_size=16,

@@ -12,8 +12,9 @@ import pytest
 from cells import make_cell
 from experiments import io
 from experiments.config import Config, ConfigError
+from experiments.experiment import Experiment, vmap_in_chunks
 from experiments.model import SequenceModel
-from experiments.train import Experiment, train_and_evaluate, vmap_in_chunks
+from experiments.trainer import train_and_evaluate
 from experiments.validation import validate
 
 TINY = Config(
