@@ -18,6 +18,7 @@ from experiments.conformance import check_task
 from experiments.sweep import Sweep
 from plugins import file_module_name, load_object
 from tasks import Adding, make_task
+from tests.helpers import tensorboard_scalars
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -122,7 +123,7 @@ def test_the_task_conformance_suite_passes_good_tasks_and_names_what_a_bad_one_b
 
 
 def test_tensorboard_tags_are_grouped(tmp_path):
-    from experiments.tensorboard import TensorBoardLog, read_scalars, tag
+    from experiments.tensorboard import TensorBoardLog, tag
 
     record = {"step": 10, "seed": 0, "learning_rate": 1e-3, "train_loss": 0.5, "grad_norm": 1.0, "grad_norm_max": 2.0,
               "clipped_fraction": 0.0, "diverged": False, "steps_per_s": 50.0, "eval_loss": 0.4, "eval_ratio": 2.4,
@@ -130,9 +131,9 @@ def test_tensorboard_tags_are_grouped(tmp_path):
     log = TensorBoardLog(tmp_path)
     log.write([record])
     log.close()
-    assert set(read_scalars(tmp_path / "tb" / "seed_0")) == {
+    assert set(tensorboard_scalars(tmp_path / "tb" / "seed_0")) == {
         "train/loss", "grad/norm", "grad/norm_max", "grad/clipped_fraction", "train/diverged", "train/steps_per_s",
         "eval/loss", "eval/ratio", "eval/accuracy", "valid/loss", "custom",
     }  # fmt: skip
     assert tag("eval_recall_accuracy") == "eval/recall_accuracy"
-    assert jnp.isfinite(read_scalars(tmp_path / "tb" / "seed_0")["eval/loss"][0][1])
+    assert jnp.isfinite(tensorboard_scalars(tmp_path / "tb" / "seed_0")["eval/loss"][0][1])
