@@ -21,9 +21,8 @@ from experiments.config import ConfigError
 from experiments.lock import held_by, workdir_lock
 from experiments.sweep import PointKey, point_dir
 from experiments.tensorboard import tag
-from tests.helpers import tensorboard_scalars
+from tests.helpers import ROOT, logged_step, tensorboard_scalars
 
-ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ["--table=adding", "--preset=smoke"]
 GRID = PRESETS["smoke"]["adding"]
 POINTS = [f"{c}_T{T}" for c in GRID.cells for T in GRID.seq_lens]
@@ -121,10 +120,6 @@ def wait_until(condition, proc: subprocess.Popen, timeout: float = 180) -> None:
         assert proc.poll() is None, proc.communicate()[1][-3000:]
         assert time.time() < end, "timed out"
         time.sleep(0.05)
-
-
-def logged_step(workdir: Path) -> int:
-    return max((r["step"] for r in io.read_jsonl(workdir / "metrics.jsonl")), default=-1)
 
 
 @pytest.mark.slow

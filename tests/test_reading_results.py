@@ -25,9 +25,8 @@ from experiments.lock import held_by, workdir_lock
 from experiments.sweep import PointKey, check_points, load_point, point_dir, task_of, write_report
 from experiments.tensorboard import TensorBoardLog
 from experiments.train import train_and_evaluate
-from tests.helpers import tensorboard_scalars
+from tests.helpers import ROOT, tensorboard_scalars
 
-ROOT = Path(__file__).resolve().parents[1]
 GRID = (
     PRESETS["smoke"]["adding"].with_fields(steps=2).replace(grid={"cell": ("rnn", "gru", "lstm"), "seq_len": (6, 12)})
 )
