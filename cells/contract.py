@@ -15,11 +15,13 @@ attribute                     default                  meaning
                                                        (None: the accelerators; `experiments.policy`)
 ``time_chunkable``            False                    ``sequence`` may run over consecutive chunks of
                                                        time, the carry handed on, at no extra cost
+``param_bounds``              ``{}``                   {parameter name: b}: kept in [-b, b] after each
+                                                       update (IndRNN's recurrent weights)
 ``layers``                    ``(cell,)``              the cells stacked inside (`cells.stack`)
 ============================  =======================  ==================================================
 
 Read them through the functions here (`has_sequence`, `sequence_options`, `sequence_backends`,
-`time_chunkable`, `layers_of`, `carry_leaf_names`), never with `getattr` at the call site.
+`time_chunkable`, `param_bounds`, `layers_of`, `carry_leaf_names`), never with `getattr` at the call site.
 """
 
 import inspect
@@ -88,6 +90,11 @@ def sequence_backends(cell: nn.Module) -> tuple[str, ...] | None:
 def time_chunkable(cell: nn.Module) -> bool:
     """True when the cell's ``sequence`` may run over consecutive chunks of time at no extra cost."""
     return bool(getattr(cell, "time_chunkable", False))
+
+
+def param_bounds(cell: nn.Module) -> dict[str, float]:
+    """{parameter name: b} of the cell's parameters kept in [-b, b] after each update; {} for most cells."""
+    return dict(getattr(cell, "param_bounds", None) or {})
 
 
 def layers_of(cell: nn.Module) -> Sequence[nn.Module]:

@@ -11,6 +11,7 @@ from cells.contract import (
     carry_leaf_names,
     has_sequence,
     layers_of,
+    param_bounds,
     sequence_backends,
     sequence_options,
     time_chunkable,
@@ -36,7 +37,8 @@ def test_a_stack_has_the_sequence_method_whatever_its_layers():
 def test_companions_default_for_a_cell_without_them():
     cell = make_cell(PLUGIN, 3)
     assert not has_sequence(cell) and sequence_backends(cell) is None and not time_chunkable(cell)
-    assert list(layers_of(cell)) == [cell]
+    assert list(layers_of(cell)) == [cell] and param_bounds(cell) == {}
+    assert param_bounds(make_cell("indrnn", 3, "bound_steps=8")) == {"recurrent_weight": 2.0 ** (1 / 8)}
     assert sequence_backends(make_cell("lru", 3)) is not None and time_chunkable(make_cell("mingru", 3))
     assert sequence_backends(make_cell("lstm", 2, num_layers=2)) is None
     assert sequence_backends(make_cell("lru", 2, num_layers=2)) == tuple(sorted(sequence_backends(make_cell("lru", 2))))
