@@ -1,7 +1,8 @@
 """Recurrent cells keeping the flax contract `cell(carry, x) -> (carry, y)`.
 
 Any `flax.linen` module with that `__call__` and `initialize_carry(rng, input_shape)`
-plugs in, by registered name (`--cell=lstm`) or import path (`--cell=pkg.mod:MyCell`).
+plugs in, by registered name (`--cell=lstm`) or import path (`--cell=pkg.mod:MyCell`). What a
+cell may add (a whole-sequence method, carry leaf names, ...) is in `cells.contract`.
 """
 
 import ast
@@ -10,6 +11,7 @@ from typing import Any
 
 from flax import linen as nn
 
+from cells.contract import SequenceCell
 from cells.cornn import CoRNNCell
 from cells.exprnn import ExpRNNCell
 from cells.gru import GRUCell
@@ -111,6 +113,7 @@ __all__ = [
     "MinGRUCell",
     "MinLSTMCell",
     "RNNCell",
+    "SequenceCell",
     "StackedCell",
     "make_cell",
 ]

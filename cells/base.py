@@ -19,7 +19,8 @@ class Cell(nn.RNNCellBase):
     hidden_size: int
     # True when the whole-sequence method computes the same thing run over consecutive chunks of time
     # (the carry passed from one to the next) at no extra cost: the linear-recurrence cells (lru,
-    # mingru, minlstm), whose per-step work is elementwise. `experiments.policy.time_chunk` reads it.
+    # mingru, minlstm), whose per-step work is elementwise. One of the optional attributes of
+    # `cells.contract`, read there (`time_chunkable`) for `experiments.policy.time_chunk`.
     time_chunkable = False
 
     @nn.nowrap
@@ -38,8 +39,9 @@ class AffineCell(Cell):
     Subclasses create the parameters ``input_kernel`` W, ``bias`` b and ``recurrent_kernel`` U in
     their compact ``__call__`` (the step) and define ``pointwise`` (the gate equations, shared by
     the step and the sequence) and, if their carry is not h alone, ``read_h``. They get
-    ``sequence``, the optional whole-sequence method of the cell contract, for free: the fused
-    kernel of `cells.fused.affine_recurrence` (input GEMM hoisted, hand-written backward pass).
+    ``sequence``, the optional whole-sequence method of the cell contract
+    (`cells.contract.SequenceCell`), for free: the fused kernel of `cells.fused.affine_recurrence`
+    (input GEMM hoisted, hand-written backward pass).
     """
 
     additive_gates = False  # True when pointwise reads a_x + a_h only (see cells.fused)

@@ -148,7 +148,9 @@ class LRUCell(Cell):
             del key  # 1 - |lambda|^2 = 1 - exp(-2 exp(nu_log)), computed without cancellation
             return 0.5 * jnp.log(-jnp.expm1(-2.0 * jnp.exp(nu_log)))
 
-        normal = lambda scale: nn.initializers.variance_scaling(scale, "fan_in", "normal")  # noqa: E731
+        def normal(scale: float) -> nn.initializers.Initializer:
+            return nn.initializers.variance_scaling(scale, "fan_in", "normal")
+
         p = {"nu_log": self.param("nu_log", nu_init, (N,)), "theta_log": self.param("theta_log", theta_init, (N,))}
         p["gamma_log"] = self.param("gamma_log", gamma_init, p["nu_log"])
         for name in ("B_re", "B_im"):

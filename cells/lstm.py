@@ -53,7 +53,11 @@ class LSTMCell(AffineCell):
         h = carry[1]
         W = self.param("input_kernel", nn.initializers.lecun_normal(), (x.shape[-1], 4 * H))
         U = self.param("recurrent_kernel", recurrent_init(self.recurrent_init, 4), (H, 4 * H))
-        bias_init = lambda _, shape: jnp.zeros(shape).at[H : 2 * H].set(self.forget_bias)  # noqa: E731
+
+        def bias_init(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+            del key  # deterministic: zeros, the forget block at forget_bias
+            return jnp.zeros(shape).at[H : 2 * H].set(self.forget_bias)
+
         if self.chrono_tmax:
             bias_init = chrono_bias(self.chrono_tmax, 4, keep_block=1, write_block=0)  # f: log u, i: -log u
         b = self.param("bias", bias_init, (4 * H,))

@@ -1,6 +1,5 @@
 r"""Depth: N cells stacked in time, as one cell whose carry is the tuple of the layers' carries."""
 
-import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -8,14 +7,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-
-def _leaf_names(cell: nn.Module, carry: Any) -> list[str]:
-    """A layer's carry leaf names: its `carry_names`, else "h" for one array, else tuple positions."""
-    leaves = jax.tree.leaves(carry)
-    names = getattr(cell, "carry_names", None)
-    if names is not None and len(names) == len(leaves):
-        return list(names)
-    return ["h"] if len(leaves) == 1 else [str(i) for i in range(len(leaves))]
+from cells import contract
 
 
 class StackedCell(nn.RNNCellBase):
@@ -59,26 +51,24 @@ class StackedCell(nn.RNNCellBase):
     @property
     def sequence_backends(self) -> tuple[str, ...] | None:
         """Where the stack runs whole sequences by default: wherever one of its layers prefers it."""
-        preferred = [getattr(layer, "sequence_backends", None) for layer in self.layers]
+        preferred = [contract.sequence_backends(layer) for layer in self.layers]
         if all(p is None for p in preferred):
             return None
-        return tuple({b for p in preferred for b in (p or ("gpu", "cuda", "rocm", "tpu"))})
+        return tuple(sorted({b for p in preferred for b in (p or ("gpu", "cuda", "rocm", "tpu"))}))
 
     @property
     def carry_names(self) -> tuple[str, ...]:
-        shape = (1, 1)
+        """``"<layer>.<name>"`` for each layer's leaves, named by `cells.contract.carry_leaf_names`."""
         names = []
         for i, layer in enumerate(self.layers):
-            carry = jax.eval_shape(
-                lambda layer=layer, shape=shape: layer.initialize_carry(jax.random.PRNGKey(0), shape)
-            )
-            names += [f"{i}.{name}" for name in _leaf_names(layer, carry)]
+            carry = jax.eval_shape(lambda layer=layer: layer.initialize_carry(jax.random.PRNGKey(0), (1, 1)))
+            names += [f"{i}.{name}" for name in contract.carry_leaf_names(layer, carry)]
         return tuple(names)
 
     @property
     def time_chunkable(self) -> bool:
         """Its whole sequence may run in chunks of time when every layer's may (`Cell.time_chunkable`)."""
-        return all(getattr(layer, "time_chunkable", False) for layer in self.layers)
+        return all(contract.time_chunkable(layer) for layer in self.layers)
 
     def sequence(
         self,
@@ -101,8 +91,8 @@ class StackedCell(nn.RNNCellBase):
             unbound = layer.clone(parent=None)
             variables = {"params": params[f"layers_{i}"]}
             last = last_only and i == len(self.layers) - 1
-            if callable(getattr(unbound, "sequence", None)):
-                options = _accepted(unbound.sequence, last_only=last, scan=scan)
+            if contract.has_sequence(unbound):
+                options = contract.sequence_options(unbound, last_only=last, scan=scan)
                 c, xs = unbound.apply(variables, c, xs, eps, unroll, method="sequence", **options)
                 if last and not options.get("last_only"):
                     xs = xs[-1]
@@ -111,14 +101,6 @@ class StackedCell(nn.RNNCellBase):
                 xs = xs[-1] if last else xs
             finals.append(c)
         return tuple(finals), xs
-
-
-def _accepted(method: Any, **options: Any) -> dict[str, Any]:
-    """The keyword options that `method` takes, among `options`."""
-    parameters = inspect.signature(method).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return options
-    return {k: v for k, v in options.items() if k in parameters}
 
 
 def _scan_steps(cell: nn.Module, variables: dict, carry: Any, xs: jax.Array, eps: Any, unroll: int):

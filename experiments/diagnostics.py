@@ -36,8 +36,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import linen as nn
 
+from cells import contract
 from experiments import io
 from experiments.model import SequenceModel
 
@@ -49,38 +49,11 @@ HORIZON_FRACTION = 0.01
 STATS = ("mean", "std", "q10", "q50", "q90")
 _QUANTILES = (0.1, 0.5, 0.9)
 
-# Cells whose carry is (c, h), like this repo's LSTM and flax's LSTM cells. A cell of your own
-# can name its leaves with a class attribute `carry_names = ("a", "b")` (flattening order).
-_CH_CELLS = ("cells.lstm.LSTMCell", "flax.linen.recurrent.LSTMCell", "flax.linen.recurrent.OptimizedLSTMCell")
-
-
 # ---------------------------------------------------------------------------- carry leaves
 
-
-def carry_leaf_names(cell: nn.Module, carry: Carry) -> list[str]:
-    """Names of the carry's leaves, in `jax.tree.leaves` order.
-
-    A single array is "h". Otherwise the cell's `carry_names` attribute if it has one of the
-    right length, ("c", "h") for LSTM cells with carry (c, h), else the pytree path joined by
-    "." (tuple indices "0", "1"; dict keys; namedtuple fields).
-    """
-    paths = [path for path, _ in jax.tree_util.tree_flatten_with_path(carry)[0]]
-    if len(paths) == 1 and not paths[0]:
-        return ["h"]
-    names = getattr(cell, "carry_names", None)
-    cls = type(cell)
-    if names is None and f"{cls.__module__}.{cls.__qualname__}" in _CH_CELLS and len(paths) == 2:
-        names = ("c", "h")
-    if names is not None and len(names) == len(paths) and len(set(names)) == len(names):
-        return [str(n) for n in names]
-    return [".".join(_key_name(k) for k in path) or "h" for path in paths]
-
-
-def _key_name(key: Any) -> str:
-    for attr in ("name", "key", "idx"):
-        if hasattr(key, attr):
-            return str(getattr(key, attr))
-    return str(key)
+# `carry_leaf_names` names a carry's leaves (a cell of your own can name them with a class attribute
+# `carry_names = ("a", "b")`, in flattening order); `cells.contract` holds it, for the stacks too.
+carry_leaf_names = contract.carry_leaf_names
 
 
 def safe_norm(x: jax.Array, axis: int | tuple[int, ...]) -> jax.Array:
@@ -218,7 +191,10 @@ def jacobian_sigmas(
             x, i = xs  # i = s - 1 for step s: the step maps h_i -> h_{i+1}
             new, _ = model.cell.apply({"params": cell_params}, carry, x)
             active = i >= t_rows
-            keep = lambda n, o: jnp.where(active.reshape((-1,) + (1,) * (n.ndim - 1)), n, o)  # noqa: E731
+
+            def keep(n: jax.Array, o: jax.Array) -> jax.Array:
+                return jnp.where(active.reshape((-1,) + (1,) * (n.ndim - 1)), n, o)
+
             return jax.tree.map(keep, new, carry), None
 
         final, _ = jax.lax.scan(step, _unflatten_rows(flat, start), (x_rows, jnp.arange(T)))
@@ -283,9 +259,7 @@ def make_diagnose_fn(
     """`jit(diagnose)` as `fn(params, inputs, targets, ts)`; with `seed_axis`, params carry a leading
     seed axis and every output gains it. Build it once: later calls with the same shapes reuse the
     compiled program (ts is traced, so other t's of the same count do not recompile)."""
-    fn = functools.partial(
-        diagnose, model, task, jacobian_examples=jacobian_examples, power_iters=power_iters
-    )  # fmt: skip
+    fn = functools.partial(diagnose, model, task, jacobian_examples=jacobian_examples, power_iters=power_iters)
     if seed_axis:
         fn = jax.vmap(fn, in_axes=(0, None, None, None))
     return jax.jit(fn)
@@ -429,10 +403,8 @@ class TrainingRecorder:
         self._steps = [self._steps[r] for r in keep] + [int(step)]
         self._rows = [self._rows[r] for r in keep] + [{k: np.asarray(v) for k, v in out.items()}]
         arrays = {k: np.stack([row[k] for row in self._rows]) for k in self._rows[-1]}
-        arrays.update(
-            steps=np.asarray(self._steps), seeds=self.seeds, learning_rates=self.learning_rates,
-            t=np.arange(1, self.length + 1), jacobian_t=self.ts,
-        )  # fmt: skip
+        arrays.update(steps=np.asarray(self._steps), seeds=self.seeds, learning_rates=self.learning_rates)
+        arrays.update(t=np.arange(1, self.length + 1), jacobian_t=self.ts)
         write_npz(self.npz_path, arrays)
         records = [r for r in io.read_jsonl(self.jsonl_path) if r.get("step", step) < step]
         for i, (seed, rate) in enumerate(zip(self.seeds, self.learning_rates, strict=True)):

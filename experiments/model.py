@@ -2,28 +2,16 @@
 
 import dataclasses
 import functools
-import inspect
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from cells import contract
+
 Params = Any
 Carry = Any
-
-
-def sequence_options(cell: nn.Module, **options: Any) -> dict[str, Any]:
-    """The keyword options of the cell's whole-sequence method that it accepts, among `options`.
-
-    Optional keywords of the contract: `last_only` (return the last output (B, ...) alone, so a
-    readout inside the cell runs once, not T times) and `scan` (the linear-recurrence cells' scan
-    method, `cells.scan.METHODS`). A cell whose `sequence` takes neither gets neither.
-    """
-    parameters = inspect.signature(cell.sequence).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return options
-    return {k: v for k, v in options.items() if k in parameters}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +24,7 @@ class SequenceModel:
     Two paths run the cell over time, with the same equations:
 
     - `step`: `jax.lax.scan` over the cell's `__call__` (any flax cell);
-    - `sequence`: the cell's optional whole-sequence method
+    - `sequence`: the cell's optional whole-sequence method (`cells.contract.SequenceCell`)
       `cell.sequence(carry, xs, perturbations=None, unroll=1) -> (carry, ys)`, xs (T, B, I) and
       ys (T, B, ...) time-major; the built-in rnn, lstm and gru provide a fused kernel with a
       hand-written backward pass (`cells.fused`).
@@ -73,7 +61,7 @@ class SequenceModel:
     @property
     def uses_sequence(self) -> bool:
         """True when the whole-sequence method runs (path "sequence" and the cell has one)."""
-        return self.path == "sequence" and callable(getattr(self.cell, "sequence", None))
+        return self.path == "sequence" and contract.has_sequence(self.cell)
 
     def unroll(
         self,
@@ -101,7 +89,7 @@ class SequenceModel:
 
     def _run_sequence(self, cell_params: Params, carry: Carry, xs: Any, last_only: bool) -> tuple[Carry, jax.Array]:
         x, eps = xs
-        options = sequence_options(self.cell, last_only=last_only, scan=self.linear_scan)
+        options = contract.sequence_options(self.cell, last_only=last_only, scan=self.linear_scan)
         carry, ys = self.cell.apply(
             {"params": cell_params}, carry, x, eps, self.scan_unroll, method="sequence", **options
         )
@@ -117,7 +105,10 @@ class SequenceModel:
         if not last_only:
             return jax.lax.scan(step, carry, xs, unroll=self.scan_unroll)
         _, y_shape = jax.eval_shape(step, carry, jax.tree.map(lambda a: a[0], xs))
-        last_step = lambda c, x: (step(c[0], x), None)  # noqa: E731  (carry, y) travel together
+
+        def last_step(c: tuple[Carry, jax.Array], x: Any) -> tuple[tuple[Carry, jax.Array], None]:
+            return step(c[0], x), None  # (carry, y) travel together
+
         (carry, y), _ = jax.lax.scan(
             last_step, (carry, jnp.zeros(y_shape.shape, y_shape.dtype)), xs, unroll=self.scan_unroll
         )
@@ -127,7 +118,9 @@ class SequenceModel:
         """`run(carry, xs)` over all T steps, or chunk by chunk under jax.checkpoint when remat is on."""
         if self.uses_sequence and 0 < self.time_chunk < length:
             inner = functools.partial(self._over_chunks, run, k=self.time_chunk, last_only=last_only, checkpoint=False)
-            run_chunk = lambda carry, xs: inner(carry, xs, jax.tree.leaves(xs)[0].shape[0])  # noqa: E731
+
+            def run_chunk(carry: Carry, xs: Any) -> tuple[Carry, jax.Array]:
+                return inner(carry, xs, jax.tree.leaves(xs)[0].shape[0])
         else:
             run_chunk = run
         if self.remat <= 0 or self.remat >= length:

@@ -5,10 +5,11 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import jax
 import pytest
+
+from tests.helpers import ROOT
 
 # No test writes into the user's JAX compilation cache (experiments.compile_cache): entry points run by the
 # tests inherit this; a test of the cache names its own folder.
@@ -18,7 +19,6 @@ os.environ["RNNLAB_COMPILATION_CACHE"] = "off"
 # every backend (the project's default, --matmul_precision=highest), not a GPU's TF32 default.
 jax.config.update("jax_default_matmul_precision", "highest")
 
-ROOT = Path(__file__).resolve().parents[1]
 Case = tuple[str, Sequence[str], str]  # (module, args, what stderr must start with after "error: ")
 
 

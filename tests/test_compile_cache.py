@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from experiments import compile_cache
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--cell=rnn", "--seq_len=6", "--hidden_size=8", "--batch_size=8", "--steps=20", "--eval_every=10",
         "--eval_size=32", "--tensorboard=false"]  # fmt: skip
 

@@ -3,7 +3,6 @@
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -14,8 +13,8 @@ from cells import CELLS
 from experiments.cell_checks import CHECKS, CheckResult, check_cell
 from experiments.config import Config, ConfigError
 from experiments.validation import validate
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 CHECK_NAMES = ["construct"] + [name for name, _ in CHECKS]
 
 

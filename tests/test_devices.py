@@ -16,8 +16,8 @@ import pytest
 from experiments import policy
 from experiments.config import Config, ConfigError, num_devices
 from experiments.validation import validate
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 MB = 2**20
 
 

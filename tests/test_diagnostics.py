@@ -5,7 +5,6 @@ import collections
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -20,8 +19,7 @@ from experiments import diagnostics as diag
 from experiments.config import Config
 from experiments.model import SequenceModel
 from tasks import Adding, CopyMemory
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT as REPO
 
 
 class PairCell(nn.RNNCellBase):
@@ -208,9 +206,18 @@ def trained_workdir(tmp_path_factory):
 
     workdir = tmp_path_factory.mktemp("trained")
     config = Config(
-        cell="gru", task="adding", seq_len=10, hidden_size=8, batch_size=4, steps=4, eval_every=2, eval_size=8,
-        diag_every=2, num_seeds=2, checkpoint_every=0,
-    )  # fmt: skip
+        cell="gru",
+        task="adding",
+        seq_len=10,
+        hidden_size=8,
+        batch_size=4,
+        steps=4,
+        eval_every=2,
+        eval_size=8,
+        diag_every=2,
+        num_seeds=2,
+        checkpoint_every=0,
+    )
     train_and_evaluate(config, workdir)
     return workdir
 
@@ -233,10 +240,19 @@ def test_recorder_writes_history_during_training(trained_workdir):
 def test_cli_end_to_end(trained_workdir, tmp_path):
     out = tmp_path / "grads"
     cmd = [
-        sys.executable, "-m", "experiments.gradients", "--cells=tests.test_diagnostics:PairCell",
-        f"--from_workdirs={trained_workdir}", "--task=adding", "--seq_len=10", "--hidden_size=8", "--batch=4",
-        "--jacobian_points=4", "--power_iters=5", f"--workdir={out}",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "experiments.gradients",
+        "--cells=tests.test_diagnostics:PairCell",
+        f"--from_workdirs={trained_workdir}",
+        "--task=adding",
+        "--seq_len=10",
+        "--hidden_size=8",
+        "--batch=4",
+        "--jacobian_points=4",
+        "--power_iters=5",
+        f"--workdir={out}",
+    ]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "| PairCell |" in proc.stdout and "| gru s0 @4 |" in proc.stdout and "| fast |" in proc.stdout
@@ -250,8 +266,11 @@ def test_cli_end_to_end(trained_workdir, tmp_path):
 
     bad = subprocess.run(
         [sys.executable, "-m", "experiments.gradients", "--horizon_fraction=0", f"--workdir={out}"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
         "error: --horizon_fraction=0.0: must be a number in (0, 1)"
     ]

@@ -81,7 +81,10 @@ def test_fused_kernel_under_vmap_and_unroll():
     plain = dataclasses.replace(fused, path="step", scan_unroll=1)
     inputs = jax.random.normal(jax.random.PRNGKey(1), (B, T, I))
     params = jax.lax.map(lambda k: fused.init(k, inputs), jax.random.split(jax.random.PRNGKey(0), 2))  # no batched QR
-    grad = lambda m: jax.vmap(jax.grad(lambda p: jnp.sum(m.apply(p, inputs) ** 2)))(params)  # noqa: E731
+
+    def grad(m):
+        return jax.vmap(jax.grad(lambda p: jnp.sum(m.apply(p, inputs) ** 2)))(params)
+
     errors = jax.tree.map(_relative, grad(fused), grad(plain))
     assert max(jax.tree.leaves(errors)) < 1e-5
 

@@ -5,12 +5,10 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 from experiments import io
 from experiments.checkpoint import Checkpoints, _quiet_closed_loop, _QuietOrbax
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
 
 
 def test_importing_the_modules_leaves_the_process_alone():

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-from tensorboardX.proto.event_pb2 import Event
 
 from benchmarks import launch
 from benchmarks.presets import PRESETS
@@ -21,9 +20,9 @@ from experiments.checkpoint import saved_steps
 from experiments.config import ConfigError
 from experiments.lock import held_by, workdir_lock
 from experiments.sweep import PointKey, point_dir
-from experiments.tensorboard import read_scalars, tag
+from experiments.tensorboard import tag
+from tests.helpers import ROOT, logged_step, tensorboard_scalars
 
-ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ["--table=adding", "--preset=smoke"]
 GRID = PRESETS["smoke"]["adding"]
 POINTS = [f"{c}_T{T}" for c in GRID.cells for T in GRID.seq_lens]
@@ -106,7 +105,7 @@ def test_two_local_sweeps_at_once_train_every_point_once_and_match_inline(inline
     # TensorBoard: one run per seed beside metrics.jsonl, the same scalars at the same (logging) steps
     workdir = tmp_path / "adding" / POINTS[0]
     for seed in range(GRID.settings["num_seeds"]):
-        scalars = read_scalars(workdir / "tb" / f"seed_{seed}")
+        scalars = tensorboard_scalars(workdir / "tb" / f"seed_{seed}")
         records = [r for r in io.read_jsonl(workdir / "metrics.jsonl") if r["seed"] == seed]
         labels = ("step", "seed", "learning_rate")  # what a record is of, not scalars (a sweep names lr_<rate>/)
         expected = {tag(k) for r in records for k, v in r.items() if k not in labels and v is not None}
@@ -121,25 +120,6 @@ def wait_until(condition, proc: subprocess.Popen, timeout: float = 180) -> None:
         assert proc.poll() is None, proc.communicate()[1][-3000:]
         assert time.time() < end, "timed out"
         time.sleep(0.05)
-
-
-def logged_step(workdir: Path) -> int:
-    return max((r["step"] for r in io.read_jsonl(workdir / "metrics.jsonl")), default=-1)
-
-
-def events(folder: Path) -> list[list[Event]]:
-    """The events of each event file of a TensorBoard run folder, file by file."""
-    import struct
-
-    files = []
-    for path in sorted(folder.glob("events.out.tfevents.*")):
-        data, offset, found = path.read_bytes(), 0, []
-        while offset + 12 <= len(data):
-            (length,) = struct.unpack("Q", data[offset : offset + 8])
-            found.append(Event.FromString(data[offset + 12 : offset + 12 + length]))
-            offset += 16 + length
-        files.append(found)
-    return files
 
 
 @pytest.mark.slow
@@ -180,11 +160,10 @@ def test_a_killed_worker_resumes_on_relaunch_and_a_preempted_one_is_requeued(tmp
     keys = keys_of(workdir)
     assert sorted(keys) == sorted(set(keys)) and {s for s, _ in keys} == set(range(0, 1501, 10))
 
-    # three runs of the command: each start removed what the one before logged after its checkpoint, so
-    # TensorBoard shows every logging step once: the file the earlier runs left, and the last run's own
-    files = events(workdir / "tb" / "seed_0")
-    assert len(files) == 2 and files[0][0].HasField("file_version")
-    steps = [e.step for f in files for e in f if any(v.tag == "eval/loss" for v in e.summary.value)]
+    # three runs of the command, each with its own event file: each run's restart marker hides what the one
+    # before logged after its checkpoint, so TensorBoard shows every logging step once
+    assert len(list((workdir / "tb" / "seed_0").glob("events.out.tfevents.*"))) == 3
+    steps = [step for step, _ in tensorboard_scalars(workdir / "tb" / "seed_0")["eval/loss"]]
     assert steps == list(range(0, 1501, 10))
 
 

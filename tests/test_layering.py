@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
+
 FORBIDDEN = {
     "cells": ("experiments", "benchmarks", "tasks"),
     "tasks": ("experiments", "benchmarks", "cells"),

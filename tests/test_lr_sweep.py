@@ -20,8 +20,8 @@ from experiments.results import best_learning_rate, run_results
 from experiments.resume import check_resumable
 from experiments.trainer import train_and_evaluate
 from experiments.validation import validate
+from tests.helpers import ROOT, final_params
 
-ROOT = Path(__file__).resolve().parents[1]
 RATES = (1e-3, 1e-2)
 SWEEP = Config(
     cell="gru", task="adding", seq_len=8, hidden_size=8, batch_size=8, steps=20, eval_every=10, eval_size=16,
@@ -31,17 +31,6 @@ SWEEP = Config(
 # pass, jax 0.10.2); the margin is for backends whose kernels depend on the batch size
 RTOL, ATOL = 1e-6, 1e-7
 PARAMS_RTOL, PARAMS_ATOL = 1e-5, 1e-6
-
-
-def final_params(workdir: Path, config: Config):
-    from experiments.checkpoint import Checkpoints
-    from experiments.resume import restore_latest
-
-    exp = Experiment(config)
-    checkpoints = Checkpoints(workdir)
-    _, state = restore_latest(checkpoints, workdir, jax.eval_shape(exp.init_states, *exp.member_inputs()))
-    checkpoints.close()
-    return state.params
 
 
 def member_records(workdir: Path) -> list[dict]:

@@ -4,7 +4,6 @@ conformance suite (a user's task checked as a user's cell is)."""
 import dataclasses
 import math
 import shutil
-from pathlib import Path
 from typing import ClassVar
 
 import jax
@@ -18,8 +17,7 @@ from experiments.sweep import Sweep
 from experiments.task_checks import check_task
 from plugins import file_module_name, load_object
 from tasks import Adding, make_task
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT, tensorboard_scalars
 
 UGRNN = '''
 import jax
@@ -82,8 +80,11 @@ def test_short_row_names_for_cells_by_path():
     assert [label for label, _ in sweep.rows()] == ["lstm", "ugrnn", "pkg.mod:Cell"]
     assert [key.dirname for key in sweep.points()] == ["lstm_T10", "ugrnn_T10", "pkg_mod_Cell_T10"]
     assert sweep.points()[next(k for k in sweep.points() if k.row == "ugrnn")].cell == "mine/ugrnn.py:UGRNN"
-    for bad, message in (("a=lstm,a=gru", "share the row name a"), ("=lstm", "is not cell or name=cell"),
-                         ("x=lstm,lstm", "lstm given more than once")):  # fmt: skip
+    for bad, message in (
+        ("a=lstm,a=gru", "share the row name a"),
+        ("=lstm", "is not cell or name=cell"),
+        ("x=lstm,lstm", "lstm given more than once"),
+    ):
         with pytest.raises(ConfigError, match=rf"^--cells='{bad}': .*{message}"):
             cells_flag(bad)
 
@@ -122,17 +123,39 @@ def test_the_task_conformance_suite_passes_good_tasks_and_names_what_a_bad_one_b
 
 
 def test_tensorboard_tags_are_grouped(tmp_path):
-    from experiments.tensorboard import TensorBoardLog, read_scalars, tag
+    from experiments.tensorboard import TensorBoardLog, tag
 
-    record = {"step": 10, "seed": 0, "learning_rate": 1e-3, "train_loss": 0.5, "grad_norm": 1.0, "grad_norm_max": 2.0,
-              "clipped_fraction": 0.0, "diverged": False, "steps_per_s": 50.0, "eval_loss": 0.4, "eval_ratio": 2.4,
-              "eval_accuracy": 0.5, "valid_loss": 0.41, "custom": 1.0}  # fmt: skip
+    record = {
+        "step": 10,
+        "seed": 0,
+        "learning_rate": 1e-3,
+        "train_loss": 0.5,
+        "grad_norm": 1.0,
+        "grad_norm_max": 2.0,
+        "clipped_fraction": 0.0,
+        "diverged": False,
+        "steps_per_s": 50.0,
+        "eval_loss": 0.4,
+        "eval_ratio": 2.4,
+        "eval_accuracy": 0.5,
+        "valid_loss": 0.41,
+        "custom": 1.0,
+    }
     log = TensorBoardLog(tmp_path)
     log.write([record])
     log.close()
-    assert set(read_scalars(tmp_path / "tb" / "seed_0")) == {
-        "train/loss", "grad/norm", "grad/norm_max", "grad/clipped_fraction", "train/diverged", "train/steps_per_s",
-        "eval/loss", "eval/ratio", "eval/accuracy", "valid/loss", "custom",
-    }  # fmt: skip
+    assert set(tensorboard_scalars(tmp_path / "tb" / "seed_0")) == {
+        "train/loss",
+        "grad/norm",
+        "grad/norm_max",
+        "grad/clipped_fraction",
+        "train/diverged",
+        "train/steps_per_s",
+        "eval/loss",
+        "eval/ratio",
+        "eval/accuracy",
+        "valid/loss",
+        "custom",
+    }
     assert tag("eval_recall_accuracy") == "eval/recall_accuracy"
-    assert jnp.isfinite(read_scalars(tmp_path / "tb" / "seed_0")["eval/loss"][0][1])
+    assert jnp.isfinite(tensorboard_scalars(tmp_path / "tb" / "seed_0")["eval/loss"][0][1])

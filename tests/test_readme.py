@@ -7,14 +7,13 @@ import shlex
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from conftest import run_module
 
 from experiments import io
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 PAGES = {path.relative_to(ROOT): path.read_text() for path in [ROOT / "README.md", *sorted(ROOT.glob("docs/*.md"))]}
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)

@@ -69,7 +69,10 @@ def test_values_and_gradients_equal_autodiff_of_the_step_scan_at_long_t(method, 
 
     with jax.enable_x64(dtype == np.float64):
         a, b, h0, eps, w = (jnp.asarray(x) for x in (a, b, h0, eps, w))
-        ours = lambda *x: linear_recurrence(*x, method=method)  # noqa: E731
+
+        def ours(*x):
+            return linear_recurrence(*x, method=method)
+
         h_ours, h_ref = jax.jit(ours)(a, b, h0, eps), jax.jit(step_scan)(a, b, h0, eps)
         (v_ours, g_ours), (v_ref, g_ref) = loss(ours)(a, b, h0, eps), loss(step_scan)(a, b, h0, eps)
     tol = 1e-10 if dtype == np.float64 else 2e-4
@@ -104,7 +107,10 @@ def test_model_sequence_path_equals_step_scan_at_long_t(cell, remat):
         x = jax.random.normal(jax.random.PRNGKey(1), (2, length, 2), jnp.float64)
         step = SequenceModel(make_cell(cell, width), num_outputs=1, readout="last", remat=remat, path="step")
         params = jax.tree.map(lambda p: p.astype(jnp.float64), step.init(jax.random.PRNGKey(0), x))
-        loss = lambda m: jax.jit(jax.value_and_grad(lambda p: jnp.sum(jnp.sin(m.apply(p, x)))))  # noqa: E731
+
+        def loss(m):
+            return jax.jit(jax.value_and_grad(lambda p: jnp.sum(jnp.sin(m.apply(p, x)))))
+
         want = loss(step)(params)
         for chunk in (0, 16):
             seq = dataclasses.replace(step, path="sequence", time_chunk=chunk)

@@ -16,8 +16,8 @@ from benchmarks import launch
 from benchmarks.presets import PRESETS
 from experiments import io
 from experiments.config import ConfigError
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ["--table=adding", "--preset=smoke"]
 GRID = PRESETS["smoke"]["adding"]
 POINTS = [f"{c}_T{T}" for c in GRID.cells for T in GRID.seq_lens]

@@ -5,15 +5,14 @@ import math
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import jax
 import pytest
 
 from benchmarks import speed
 from experiments.config import ConfigError
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 ROWS = {("rnn", "SimpleCell"), ("lstm", "OptimizedLSTMCell"), ("lstm", "LSTMCell"), ("gru", "GRUCell")}
 
 

@@ -48,7 +48,9 @@ def test_stack_sequence_path_equals_step_path_with_perturbations(spec):
         eps = jax.tree.map(lambda c: 0.1 * jax.random.normal(jax.random.PRNGKey(2), (T,) + c.shape, c.dtype), carry0)
 
         def grads(model):
-            loss = lambda p, e: jnp.sum(jnp.sin(model.unroll(p, x, e, carry=carry0, all_outputs=False)[1]))  # noqa: E731
+            def loss(p, e):
+                return jnp.sum(jnp.sin(model.unroll(p, x, e, carry=carry0, all_outputs=False)[1]))
+
             return jax.grad(loss, argnums=(0, 1))(params, eps)
 
         errors = jax.tree.map(
@@ -69,9 +71,17 @@ def test_two_layers_train_and_diagnostics_report_each_layer(tmp_path):
     from experiments.trainer import train_and_evaluate
 
     config = Config(
-        cell="lstm", num_layers=2, seq_len=10, hidden_size=8, batch_size=8, steps=20, eval_every=10, eval_size=16,
-        diag_every=20, checkpoint_every=0,
-    )  # fmt: skip
+        cell="lstm",
+        num_layers=2,
+        seq_len=10,
+        hidden_size=8,
+        batch_size=8,
+        steps=20,
+        eval_every=10,
+        eval_size=16,
+        diag_every=20,
+        checkpoint_every=0,
+    )
     results = train_and_evaluate(config, tmp_path)
     assert results["steps_done"] == 20 and np.isfinite(results["mean"]["loss"])
     records = [json.loads(line) for line in (tmp_path / "diagnostics.jsonl").read_text().splitlines()]

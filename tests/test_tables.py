@@ -10,8 +10,7 @@ import pytest
 from benchmarks.presets import PRESETS
 from experiments.sweep import PUBLISHED, matches, metric_entry
 from tasks import make_task
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from experiments import io
+from tests.helpers import ROOT, logged_step
 from tests.test_plugins_by_file import UGRNN
 
-ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
 
 
@@ -108,10 +108,6 @@ def test_a_plugin_table_records_its_flags_for_status_and_is_reproduced_at_a_lowe
     row = next(line for line in lines if line.startswith("| ugrnn | 6 |"))
     assert "(20 steps, 2 seeds)" in row and "(step 10, 1 seeds)" in row and "(10 steps, 1 seeds)" in row
     assert (ours / "adding_vs_committed.md").read_text().count("| ugrnn | 6 |") == 1
-
-
-def logged_step(workdir: Path) -> int:
-    return max((r["step"] for r in io.read_jsonl(workdir / "metrics.jsonl")), default=-1)
 
 
 @pytest.mark.slow

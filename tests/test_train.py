@@ -16,30 +16,13 @@ from experiments.experiment import Experiment, vmap_in_chunks
 from experiments.model import SequenceModel
 from experiments.trainer import train_and_evaluate
 from experiments.validation import validate
+from tests.helpers import eval_records as evals
+from tests.helpers import final_params
 
 TINY = Config(
     cell="gru", task="adding", seq_len=8, hidden_size=8, batch_size=8, steps=20,
     eval_every=10, eval_size=16, checkpoint_every=0,
 )  # fmt: skip
-
-
-def final_params(workdir, config):
-    """Parameters of the latest checkpoint in `workdir` (leading seed axis)."""
-    from experiments.checkpoint import Checkpoints
-
-    exp = Experiment(config)
-    like = exp.init_states(jnp.arange(config.seed, config.seed + config.num_seeds))
-    ckpt = Checkpoints(workdir)
-    state = ckpt.restore(ckpt.latest_step(), like)
-    ckpt.close()
-    return state.params
-
-
-def evals(workdir):
-    return [
-        {k: v for k, v in r.items() if k.startswith("eval_") or k in ("step", "seed")}
-        for r in io.read_jsonl(workdir / "metrics.jsonl")
-    ]
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,9 @@ from experiments.config import Config, ConfigError
 from experiments.experiment import Experiment
 from experiments.lock import WorkdirLockedError, workdir_lock
 from experiments.trainer import train_and_evaluate
+from tests.helpers import ROOT
+from tests.helpers import metrics_without_timing as evals
 
-ROOT = Path(__file__).resolve().parents[1]
 CFG = Config(
     cell="gru", task="adding", seq_len=8, hidden_size=8, batch_size=8, steps=60,
     eval_every=20, eval_size=16, checkpoint_every=10,
@@ -49,11 +50,6 @@ def wait_for(condition, proc: subprocess.Popen, timeout: float = 120) -> None:
         assert proc.poll() is None, proc.communicate()
         assert time.time() < deadline, "timed out"
         time.sleep(0.01)
-
-
-def evals(workdir: Path) -> list[dict]:
-    """Every metrics record without its timing."""
-    return [{k: v for k, v in r.items() if k != "steps_per_s"} for r in io.read_jsonl(workdir / "metrics.jsonl")]
 
 
 def error_lines(stderr: str) -> list[str]:

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -20,8 +19,8 @@ from experiments.config import Config, ConfigError, check_fields, lr_multipliers
 from experiments.validation import validate
 from plugins import load_object, parse_options
 from tasks import make_task
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = Config(cell="rnn", seq_len=5, hidden_size=4, batch_size=2, eval_size=4, steps=2)
 
 
@@ -130,7 +129,7 @@ def test_infinite_or_nan_cell_options_are_refused(cell, options):
 def test_infinite_task_options_are_refused_unless_the_class_allows_them():
     with pytest.raises(ValueError, match="power_a=nan must be finite"):
         make_task("associative_recall", 6, "power_a=nan")
-    cell = make_cell("tests.test_reliability_values:ScaledCell", 4, "scale=inf")  # it declares `scale` may be inf
+    cell = make_cell("tests.test_value_checks:ScaledCell", 4, "scale=inf")  # it declares `scale` may be inf
     assert cell.scale == float("inf")
 
 
@@ -243,12 +242,12 @@ class NoParamsCell(nn.Module):
 
 def test_a_cell_whose_output_ignores_the_batch_is_refused_with_its_shape():
     with pytest.raises(ConfigError, match=r"its output has shape \(1, 4\) on a batch of 3; it must be \(3, \.\.\.\)"):
-        validate(TINY.replace(cell="tests.test_reliability_values:BatchOfOneCell"))
+        validate(TINY.replace(cell="tests.test_value_checks:BatchOfOneCell"))
 
 
 def test_a_cell_without_params_is_refused_naming_the_collection():
     with pytest.raises(ConfigError, match=r"has no `params` collection \(its variables hold weights\)"):
-        validate(TINY.replace(cell="tests.test_reliability_values:NoParamsCell"))
+        validate(TINY.replace(cell="tests.test_value_checks:NoParamsCell"))
 
 
 # ---------------------------------------------------------------- flags a measurement ignores
@@ -405,7 +404,7 @@ class TupleOutputCell(nn.Module):
 )
 def test_cells_that_break_the_batch_contract_are_named(cell, message):
     with pytest.raises(ConfigError, match=message):
-        validate(TINY.replace(cell=f"tests.test_reliability_values:{cell}"))
+        validate(TINY.replace(cell=f"tests.test_value_checks:{cell}"))
 
 
 def test_a_task_whose_sample_exits_is_one_config_error(tmp_path, monkeypatch):

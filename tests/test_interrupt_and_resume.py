@@ -21,8 +21,9 @@ from experiments.experiment import Experiment
 from experiments.trainer import train_and_evaluate
 from experiments.validation import validate
 from tasks import TASKS
+from tests.helpers import ROOT
+from tests.helpers import metrics_without_timing as evals
 
-ROOT = Path(__file__).resolve().parents[1]
 RUN = Config(
     cell="gru", task="adding", seq_len=8, hidden_size=8, batch_size=8, steps=600,
     eval_every=50, eval_size=16, checkpoint_every=100,
@@ -34,11 +35,6 @@ RUN_FLAGS = [f"--{k}={v}" for k, v in RUN.to_dict().items() if k != "cell_option
 def uninterrupted(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("uninterrupted")
     return workdir, train_and_evaluate(RUN, workdir)
-
-
-def evals(workdir):
-    """Every record without its timing."""
-    return [{k: v for k, v in r.items() if k != "steps_per_s"} for r in io.read_jsonl(workdir / "metrics.jsonl")]
 
 
 def test_signal_in_process_saves_and_resume_is_bit_identical(uninterrupted, tmp_path, monkeypatch):
