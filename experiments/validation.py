@@ -77,10 +77,19 @@ def _check_task_declarations(config: Config, task: Task) -> None:
     width of its inputs, and that its headline, table and solved metrics are keys of its `metrics`."""
     inputs, targets = jax.eval_shape(lambda k: task.sample(k, 2), jax.random.PRNGKey(0))
     name = f"--task={config.task}"
-    if inputs.shape[-1] != task.input_size:
+    if inputs.shape[-1:] != (task.input_size,):
+        width = inputs.shape[-1] if inputs.shape else "no"
+        raise ConfigError(f"{name}: sample() gives {width} input features, input_size says {task.input_size}")
+    # a batch of other sequences than asked for would train and evaluate something else without a word
+    if inputs.shape != (2, task.length, task.input_size):
         raise ConfigError(
-            f"{name}: sample() gives {inputs.shape[-1]} input features, input_size says {task.input_size}"
+            f"{name}: sample(key, 2) gives inputs of shape {inputs.shape}; they must be (batch, length, input_size) "
+            f"= (2, {task.length}, {task.input_size})"
         )
+    if not jnp.issubdtype(inputs.dtype, jnp.floating):
+        raise ConfigError(f"{name}: sample() gives {inputs.dtype} inputs; they must be floating")
+    if bad := [t.shape for t in jax.tree.leaves(targets) if t.shape[:1] != (2,)]:
+        raise ConfigError(f"{name}: sample(key, 2) gives targets of shape {bad[0]}; they must be (batch, ...) = (2, ...)")
     shape = (2, task.length, task.num_outputs) if task.readout == "all" else (2, task.num_outputs)
     keys = jax.eval_shape(task.metrics, jax.ShapeDtypeStruct(shape, jnp.float32), targets)
     if task.headline not in ("loss", "ratio"):
