@@ -89,7 +89,9 @@ def _check_task_declarations(config: Config, task: Task) -> None:
     if not jnp.issubdtype(inputs.dtype, jnp.floating):
         raise ConfigError(f"{name}: sample() gives {inputs.dtype} inputs; they must be floating")
     if bad := [t.shape for t in jax.tree.leaves(targets) if t.shape[:1] != (2,)]:
-        raise ConfigError(f"{name}: sample(key, 2) gives targets of shape {bad[0]}; they must be (batch, ...) = (2, ...)")
+        raise ConfigError(
+            f"{name}: sample(key, 2) gives targets of shape {bad[0]}; they must be (batch, ...) = (2, ...)"
+        )
     shape = (2, task.length, task.num_outputs) if task.readout == "all" else (2, task.num_outputs)
     keys = jax.eval_shape(task.metrics, jax.ShapeDtypeStruct(shape, jnp.float32), targets)
     if task.headline not in ("loss", "ratio"):
