@@ -472,8 +472,12 @@ def test_hand_edited_table_records_are_one_line_naming_them(tmp_path):
     (tmp_path / "deep" / "adding").mkdir(parents=True)
     (tmp_path / "deep" / "adding" / "sweep.json").write_text(DEEP)  # damaged: read as no record
     deep = tmp_path / "deep" / "adding"
-    blank = [(" ", "--reproduce=' ': must name"), (str(tmp_path / "file"), "--reproduce="),
-             (str(tmp_path / "missing"), "--reproduce="), (str(deep), f"--reproduce={deep}: no sweep.json")]  # fmt: skip
+    blank = [
+        (" ", "--reproduce=' ': must name"),
+        (str(tmp_path / "file"), "--reproduce="),
+        (str(tmp_path / "missing"), "--reproduce="),
+        (str(deep), f"--reproduce={deep}: no sweep.json"),
+    ]
     for folder, why in blank:
         cases.append(("reproduce", folder, None))
         expected.append(f"ConfigError: {why}")
