@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from experiments import io
+from experiments import io, schema
 from experiments.config import Config, learning_rates
 
 BACKENDS = ("cpu", "gpu")
@@ -66,13 +66,15 @@ def _members(config: Config) -> int:
 
 def records_of(results: dict[str, Any]) -> list[Record]:
     """The records of one `results.json` (a dict); [] where it holds no usable timing."""
-    try:
-        config = Config.from_dict(results["config"]) if isinstance(results.get("config"), dict) else None
+    try:  # a record's sizes scale an estimate: each must be what a run writes (a string T, or T=0, is no record)
+        config = Config.from_dict(schema.check_config(results.get("config")))
+        sizes = (config.seq_len, config.num_layers, config.batch_size, config.hidden_size, config.num_seeds)
+        rates = learning_rates(config)
     except (TypeError, ValueError):
-        config = None
-    sessions = results.get("sessions")
-    if config is None:
         return []
+    if min(sizes) < 1 or not rates:
+        return []
+    sessions = results.get("sessions")
     if not isinstance(sessions, list):  # written before runs listed their processes: one, from step 0
         execution = results.get("execution") if isinstance(results.get("execution"), dict) else {}
         sessions = [{"steps": [0, results.get("steps_done")], "wall_time_s": results.get("wall_time_s"),
@@ -83,7 +85,7 @@ def records_of(results: dict[str, Any]) -> list[Record]:
         try:
             first, last = (int(v) for v in s["steps"])
             wall, backend = float(s["wall_time_s"]), str(s["backend"])
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: a step count of Infinity
             continue
         backend = "gpu" if backend in ("gpu", "cuda", "rocm") else backend
         if last - first < MIN_STEPS or not math.isfinite(wall) or wall <= 0 or backend not in BACKENDS:

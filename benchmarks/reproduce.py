@@ -89,14 +89,22 @@ def reproduce(folder_flag: str, tables_module: Any) -> int | None:
                 f"it takes {', '.join('--' + a for a in ALLOWED[:4])} and where to write"
             )
     command = recorded_command(folder)
-    env, recorded = parse_command(command)
+    try:
+        env, recorded = parse_command(command)
+    except ValueError as e:  # shlex: an unbalanced quote in a hand-edited record
+        raise ConfigError(f"--reproduce={folder}: its recorded command does not parse ({e}): {command!r}") from None
     if "PYTHONPATH" in env:  # the plug-in it was trained with was imported through it
         sys.path[:0] = [p for p in env["PYTHONPATH"].split(":") if p and p not in sys.path]
     user = {name: F[name].value for name in ("steps", "num_seeds", "cells", "seq_lens")}
     for name in tables.SWEEP_FLAGS:
         F[name].value = F[name].default
         if name in recorded:
-            F[name].parse(recorded[name])
+            try:
+                F[name].parse(recorded[name])
+            except flags.Error as e:
+                raise ConfigError(
+                    f"--reproduce={folder}: its recorded command has {str(e).removeprefix('flag ')}"
+                ) from None
     table = tables.table_name(F.table, F.task)
     if table != folder.name:
         raise ConfigError(f"--reproduce={folder}: its command trains table {table}, not {folder.name}")

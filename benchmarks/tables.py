@@ -218,9 +218,17 @@ def apply_record() -> None:
     if folder is None:
         return
     record = read_dict(folder / RECORD) or {}
-    for name, value in (record.get("flags") or {}).items():
+    given = record.get("flags") or {}
+    damaged = dict(before=f"--results_dir={folder}: ", after="; move it away and give the sweep's flags")
+    if not isinstance(given, dict):
+        raise DamagedError(folder / RECORD, f'"flags" must be an object, not {type(given).__name__}', **damaged)
+    for name, value in given.items():
         if name in SWEEP_FLAGS and not F[name].present:
-            F[name].value = value
+            try:  # each value as its flag reads it: a hand-edited "steps": "abc" is damage, not a crash later
+                F[name].value = None if value is None else F[name].parser.parse(value)
+            except (TypeError, ValueError) as e:  # absl's parsers raise these
+                why = f'"flags.{name}" is not a value of --{name}: {value!r} ({e})'
+                raise DamagedError(folder / RECORD, why, **damaged) from None
     recorded = table_name(F.table, F.task)
     if folder.name != recorded:
         raise ConfigError(f"--results_dir={folder}: its sweep.json records table {recorded}, not {folder.name}")
@@ -378,7 +386,7 @@ def find_plan_records(results_dir: Path) -> list[plan.Record]:
 
 def print_plan(table: str, configs: dict[PointKey, Config], results_dir: Path) -> None:
     """`--plan`: each point's remaining steps and estimated wall time per backend (`benchmarks.plan`). Reads files."""
-    from experiments.train import steps_done
+    from experiments.resume import steps_done
 
     roots = [COMMITTED_RESULTS, results_dir]
     records = find_plan_records(results_dir)

@@ -13,7 +13,7 @@ import numpy as np
 import optax
 from flax import linen as nn
 
-from cells import make_cell
+from cells import contract, make_cell
 from experiments import policy
 from experiments.config import Config, ConfigError, check_fields, learning_rates, lr_multipliers
 from experiments.model import SequenceModel
@@ -79,9 +79,9 @@ def make_model(config: Config, cell: Any, task: Task, backend: str | None = None
         task.num_outputs,
         task.readout,
         config.remat,
-        path=policy.sequence_path(backend, config.sequence_path, getattr(cell, "sequence_backends", None)),
+        path=policy.sequence_path(backend, config.sequence_path, contract.sequence_backends(cell)),
         scan_unroll=policy.scan_unroll(backend, config.unroll),
-        time_chunk=policy.time_chunk(backend, getattr(cell, "time_chunkable", False)),
+        time_chunk=policy.time_chunk(backend, contract.time_chunkable(cell)),
     )
 
 
@@ -95,10 +95,10 @@ def member_learning_rates(config: Config, rate: float) -> np.ndarray:
 def param_bounds(cell: nn.Module) -> dict[str, float]:
     """{parameter name: b}: the cell parameters of that name (in every layer) that are kept in [-b, b]
     after each update (a cell's optional `param_bounds` property, e.g. IndRNN's |u| <= 2^(1/T))."""
-    layers = getattr(cell, "layers", None) or (cell,)
+    layers = contract.layers_of(cell)
     bounds: dict[str, float] = {}
     for layer in layers:
-        bounds.update(getattr(layer, "param_bounds", None) or {})
+        bounds.update(contract.param_bounds(layer))
     return bounds
 
 

@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cells import contract
-from experiments import io
+from experiments import formats, io
 from experiments.model import SequenceModel
 
 Params = Any
@@ -385,7 +385,7 @@ class TrainingRecorder:
             with np.load(self.npz_path) as z:
                 data = {k: z[k] for k in z.files}
             keys = [k for k in data if k not in ("steps", "seeds", "learning_rates", "t", "jacobian_t")]
-            rates = data.get("learning_rates")  # none in a file from before sweeps: one rate, the run's
+            rates = formats.npz_learning_rates(data)  # None in a file from before sweeps: one rate, the run's
             same_rates = (
                 np.array_equal(rates, self.learning_rates) if rates is not None else len(set(self.learning_rates)) == 1
             )

@@ -4,6 +4,7 @@ import errno
 import json
 import os
 import secrets
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -42,8 +43,28 @@ def write_json(path: str | Path, obj: Any) -> None:
     atomic_write(path, lambda f: json.dump(obj, f, indent=2, sort_keys=True, default=_to_builtin))
 
 
+def read_text(path: str | Path) -> str:
+    """The UTF-8 text of the regular file at `path` (a link to one is followed). A FIFO, device or socket is an
+    OSError, never waited on: a reader of a folder someone else prepared does not hang on what stands there."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        return f.read().decode("utf-8")
+
+
+def loads(text: str) -> Any:
+    """json.loads, with JSON nested deeper than Python's recursion limit a ValueError too (not a RecursionError)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("not JSON that can be read: nested too deeply") from None
+
+
 def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
+    """The JSON value in the file at `path`: OSError if it cannot be read (or is not a regular file: `read_text`),
+    ValueError if it is not JSON (or not UTF-8, or nested too deeply)."""
+    return loads(read_text(path))
 
 
 def append_jsonl(path: str | Path, records: list[dict[str, Any]]) -> None:
@@ -61,10 +82,10 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     if not Path(path).exists():
         return []
     records = []
-    for line in Path(path).read_text().splitlines():
+    for line in read_text(path).splitlines():
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
+            records.append(loads(line))
+        except ValueError:  # json.JSONDecodeError is one
             continue
     return records
 

@@ -85,8 +85,19 @@ def _check_task_declarations(config: Config, task: Task) -> None:
     def refuse(reason: str) -> ConfigError:
         return flag_error("task", reason, config.task)
 
-    if inputs.shape[-1] != task.input_size:
-        raise refuse(f"sample() gives {inputs.shape[-1]} input features, input_size says {task.input_size}")
+    if inputs.shape[-1:] != (task.input_size,):
+        width = inputs.shape[-1] if inputs.shape else "no"
+        raise refuse(f"sample() gives {width} input features, input_size says {task.input_size}")
+    # a batch of other sequences than asked for would train and evaluate something else without a word
+    if inputs.shape != (2, task.length, task.input_size):
+        raise refuse(
+            f"sample(key, 2) gives inputs of shape {inputs.shape}; they must be (batch, length, input_size) "
+            f"= (2, {task.length}, {task.input_size})"
+        )
+    if not jnp.issubdtype(inputs.dtype, jnp.floating):
+        raise refuse(f"sample() gives {inputs.dtype} inputs; they must be floating")
+    if bad := [t.shape for t in jax.tree.leaves(targets) if t.shape[:1] != (2,)]:
+        raise refuse(f"sample(key, 2) gives targets of shape {bad[0]}; they must be (batch, ...) = (2, ...)")
     shape = (2, task.length, task.num_outputs) if task.readout == "all" else (2, task.num_outputs)
     keys = jax.eval_shape(task.metrics, jax.ShapeDtypeStruct(shape, jnp.float32), targets)
     if task.headline not in ("loss", "ratio"):
