@@ -9,8 +9,11 @@ import sys
 import jax
 import pytest
 
-from benchmarks import speed
+from benchmarks import variants
+from benchmarks.contenders import train_programs
+from benchmarks.speed_presets import CELLS, LINEAR_CELLS, PRESETS, Setting
 from experiments.config import ConfigError
+from experiments.train import Experiment
 from tests.helpers import ROOT
 
 ROWS = {("rnn", "SimpleCell"), ("lstm", "OptimizedLSTMCell"), ("lstm", "LSTMCell"), ("gru", "GRUCell")}
@@ -44,7 +47,7 @@ def test_quick_preset_has_a_row_per_cell_and_seed_count_with_positive_finite_num
     speed_section, seeds_section = table.split("\n## Seeds")
     seeds_section, linear_section = seeds_section.split("\n## Linear-recurrence cells")
     header, rows = table_rows(linear_section)
-    assert header == ["cell", "ours ms/step"] and [row[0] for row in rows] == list(speed.LINEAR_CELLS)
+    assert header == ["cell", "ours ms/step"] and [row[0] for row in rows] == list(LINEAR_CELLS)
     assert all(math.isfinite(float(row[1])) and float(row[1]) > 0 for row in rows)
     assert "adding task, B=4 T=24 H=8 (T = seq_len)" in linear_section
     header, rows = table_rows(speed_section)
@@ -68,7 +71,7 @@ def test_quick_preset_has_a_row_per_cell_and_seed_count_with_positive_finite_num
         "vmapped/sequential",
     ]
     assert (header[6:] == ["torch sequential seed-steps/s", "vmapped/torch"]) == has_torch
-    assert [row[:2] for row in rows] == [[cell, n] for cell in speed.CELLS for n in ("1", "2")]
+    assert [row[:2] for row in rows] == [[cell, n] for cell in CELLS for n in ("1", "2")]
     assert "adding task, B=4 T=24 H=8" in seeds_section
     for row in rows:
         vmapped, gain, sequential, ratio = map(float, row[2:6])
@@ -78,7 +81,7 @@ def test_quick_preset_has_a_row_per_cell_and_seed_count_with_positive_finite_num
 
 
 def test_settings_flops_and_variant_names():
-    setting = speed.Setting.parse("128x520x256")
+    setting = Setting.parse("128x520x256")
     assert (setting.batch_size, setting.length, setting.hidden_size) == (128, 520, 256)
     assert setting.config("lstm").seq_len == 500  # copy reads seq_len + 20 steps
     B, T, H = 128, 520, 256
@@ -87,25 +90,25 @@ def test_settings_flops_and_variant_names():
     assert math.isnan(setting.train_flops("lru"))  # no gate count for the cells without flax/torch counterparts
     for bad in ("128x520", "0x100x8", "4x21x8", "axbxc"):
         with pytest.raises(ConfigError):
-            speed.Setting.parse(bad)
-    assert speed.Setting.parse("4x2x8", "seeds_setting", min_length=2) == speed.Setting(4, 2, 8)  # adding: T >= 2
+            Setting.parse(bad)
+    assert Setting.parse("4x2x8", "seeds_setting", min_length=2) == Setting(4, 2, 8)  # adding: T >= 2
     with pytest.raises(ConfigError, match="--seeds_setting"):
-        speed.Setting.parse("4x1x8", "seeds_setting", min_length=2)
-    assert speed.parse_variant("step") == {"sequence_path": "step"}
-    assert speed.parse_variant("unroll4") == {"unroll": 4}
-    assert speed.parse_variant("sequence+unroll16") == {"sequence_path": "sequence", "unroll": 16}
+        Setting.parse("4x1x8", "seeds_setting", min_length=2)
+    assert variants.parse_variant("step") == {"sequence_path": "step"}
+    assert variants.parse_variant("unroll4") == {"unroll": 4}
+    assert variants.parse_variant("sequence+unroll16") == {"sequence_path": "sequence", "unroll": 16}
     for bad in ("", "unroll", "unroll0", "hoist", "step+step", "step+sequence", "unroll2+unroll4", "fast"):
         with pytest.raises(ConfigError, match="--variants"):
-            speed.parse_variant(bad)
+            variants.parse_variant(bad)
 
 
-@pytest.mark.parametrize("cell", speed.CELLS)
+@pytest.mark.parametrize("cell", CELLS)
 def test_path_variants_compute_what_the_default_model_does(cell):
-    config = speed.Setting(2, 23, 5).config(cell)
-    fused = speed.variant_experiment(config, "sequence+unroll2").model
-    step = speed.variant_experiment(config, "step").model
+    config = Setting(2, 23, 5).config(cell)
+    fused = variants.variant_experiment(config, "sequence+unroll2").model
+    step = variants.variant_experiment(config, "step").model
     assert fused.uses_sequence and fused.scan_unroll == 2 and not step.uses_sequence
-    inputs, _ = speed.Experiment(config).task.sample(jax.random.PRNGKey(0), 2)
+    inputs, _ = Experiment(config).task.sample(jax.random.PRNGKey(0), 2)
     params = step.init(jax.random.PRNGKey(0), inputs)
     out = fused.apply(params, inputs)
     assert out.shape == (2, 23, 9)
@@ -126,28 +129,28 @@ def test_gpu_preset_code_path_runs_at_tiny_sizes(tmp_path):
     header, rows = table_rows(table.split("\n## Seeds")[1])
     assert [row[:2] for row in rows] == [["lstm", "1"], ["lstm", "3"]]
     assert header[-1] == "vmapped+step seed-steps/s" and all(float(row[-1]) > 0 for row in rows)
-    assert set(speed.PRESETS["gpu"].seed_counts) == {1, 8, 32, 256}
+    assert set(PRESETS["gpu"].seed_counts) == {1, 8, 32, 256}
 
 
 def test_gpu_only_variants_parse_and_are_refused_off_a_gpu():
     """cmdbuf (XLA GPU command buffers, set per compilation) and tf32x3 (the three-pass TF32 dot algorithm)
     are variants for side-by-side timing on a GPU; elsewhere the flag check refuses them in one line."""
-    assert speed.parse_variant("cmdbuf") == {"xla": "cmdbuf"}
-    assert speed.parse_variant("cmdbuf+tf32x3") == {"xla": "cmdbuf", "matmul_precision": "tf32x3"}
-    assert speed.COMMAND_BUFFER_OPTIONS["xla_gpu_command_buffer_unroll_loops"] is True
-    assert "WHILE,CONDITIONAL" in speed.COMMAND_BUFFER_OPTIONS["xla_gpu_enable_command_buffer"]
-    speed.check_variant_backend("cmdbuf+tf32x3", "gpu")
+    assert variants.parse_variant("cmdbuf") == {"xla": "cmdbuf"}
+    assert variants.parse_variant("cmdbuf+tf32x3") == {"xla": "cmdbuf", "matmul_precision": "tf32x3"}
+    assert variants.COMMAND_BUFFER_OPTIONS["xla_gpu_command_buffer_unroll_loops"] is True
+    assert "WHILE,CONDITIONAL" in variants.COMMAND_BUFFER_OPTIONS["xla_gpu_enable_command_buffer"]
+    variants.check_variant_backend("cmdbuf+tf32x3", "gpu")
     with pytest.raises(ConfigError, match=r"^--variants=cmdbuf: cmdbuf sets XLA GPU command-buffer options"):
-        speed.check_variant_backend("cmdbuf", "cpu")
+        variants.check_variant_backend("cmdbuf", "cpu")
     with pytest.raises(ConfigError, match=r"^--variants=step\+tf32x3: --matmul_precision=tf32x3: .*needs a GPU"):
-        speed.check_variant_backend("step+tf32x3", "cpu")
+        variants.check_variant_backend("step+tf32x3", "cpu")
 
 
 def test_command_buffer_options_are_accepted_by_xla_when_it_compiles():
     """The options' names and values parse in this XLA (a CPU compilation accepts and ignores them), and a
     step compiled with them runs."""
-    config = speed.Setting(2, 23, 4).config("rnn")
-    init, step = speed.train_programs(speed.Experiment(config), speed.COMMAND_BUFFER_OPTIONS)
+    config = Setting(2, 23, 4).config("rnn")
+    init, step = train_programs(Experiment(config), variants.COMMAND_BUFFER_OPTIONS)
     state = step(init(jax.numpy.arange(1)))
     assert int(jax.block_until_ready(state).step[0]) == 1
 
