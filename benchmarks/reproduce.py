@@ -15,23 +15,25 @@ the `--cells` and `--seq_lens` given (a subset of the table's), and writes
 seeds we trained (from its metrics.jsonl), and ours.
 """
 
+import dataclasses
 import shlex
 import sys
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from absl import flags
-
+from benchmarks.table_record import RECORD, SWEEP_FLAGS, check_untracked
+from benchmarks.table_run import LAUNCHER_FLAGS, check_launcher, print_written, run_table, watch_command
+from benchmarks.table_sweep import cells_flag, table_name, table_sweep
 from experiments import io
 from experiments.config import Config, ConfigError
 from experiments.report import markdown_table, mean_std
-from experiments.sweep import Sweep, _grad_entry, best_members, load_point, point_dir, point_entry, task_of
+from experiments.rules import int_list
+from experiments.sweep import Sweep, _grad_entry, best_members, load_point, point_dir, point_entry, read_dict, task_of
 from tasks import Task
 
 # flags a reproduction takes from the user; any other sweep flag comes from the table
 ALLOWED = ("steps", "num_seeds", "cells", "seq_lens", "results_dir", "overwrite_tracked", "launcher", "workers")
-# `benchmarks.tables`, handed in by its `--reproduce` (the one caller), so that this module does not import it back
-tables: Any = None
 # Config fields a table's points may differ in from a rebuilt sweep without training anything else
 IGNORED_FIELDS = ("checkpoint_every", "num_devices", "seed_chunk", "tensorboard")
 
@@ -39,7 +41,7 @@ IGNORED_FIELDS = ("checkpoint_every", "num_devices", "seed_chunk", "tensorboard"
 def recorded_command(folder: Path) -> str:
     """The training command `folder` records: sweep.json's, else its `<table>.md` header's (without
     --render_only). ConfigError if it records none."""
-    record = tables.read_dict(folder / tables.RECORD)
+    record = read_dict(folder / RECORD)
     if record and isinstance(record.get("command"), str):
         return record["command"]
     report = folder / f"{folder.name}.md"
@@ -50,15 +52,15 @@ def recorded_command(folder: Path) -> str:
     found = [line for line in lines if line.startswith("Command: `") and "benchmarks.tables" in line]
     if not found:
         raise ConfigError(
-            f"--reproduce={folder}: no {tables.RECORD} and no table header with a benchmarks.tables command there; "
+            f"--reproduce={folder}: no {RECORD} and no table header with a benchmarks.tables command there; "
             "give a table folder (e.g. results/quick/adding)"
         )
     return found[0].removeprefix("Command: `").split("`")[0]
 
 
-def parse_command(command: str) -> tuple[dict[str, str], dict[str, str]]:
+def parse_command(command: str, known: Collection[str]) -> tuple[dict[str, str], dict[str, str]]:
     """(environment assignments, {flag: value}) of a recorded `[VAR=value ...] python -m benchmarks.tables
-    --flag=value ...` command; a bare `--flag` is "true", `--noflag` "false"."""
+    --flag=value ...` command; a bare `--flag` is "true", `--noflag` "false" (`flag` among the `known` flags)."""
     words = shlex.split(command)
     env = {}
     while words and "=" in words[0] and not words[0].startswith("-"):
@@ -69,62 +71,70 @@ def parse_command(command: str) -> tuple[dict[str, str], dict[str, str]]:
     for word in words[start:]:
         name, eq, value = word.lstrip("-").partition("=")
         if not eq:
-            name, value = (name[2:], "false") if name.startswith("no") and name[2:] in flags.FLAGS else (name, "true")
+            name, value = (name[2:], "false") if name.startswith("no") and name[2:] in known else (name, "true")
         given[name] = value
     return env, given
 
 
-def reproduce(folder_flag: str, tables_module: Any) -> int | None:
-    """`--reproduce`: retrain the table in `folder_flag` at the budget given and print ours beside it."""
-    global tables
-    tables = tables_module
-    F = flags.FLAGS
+def reproduce(
+    folder_flag: str,
+    values: Mapping[str, Any],
+    given: Collection[str],
+    flag_value: Callable[[str, str | None], Any],
+    argv: Sequence[str],
+) -> int | None:
+    """`--reproduce`: retrain the table in `folder_flag` at the budget given and print ours beside it.
+
+    `values`: the command's flags (name -> value), `given`: those its command line set, `flag_value(name, text)`:
+    the value flag `name` takes from `text` as written on a command line (None: its default), `argv`: the
+    command's arguments."""
     folder = Path(folder_flag)
     if not folder_flag.strip() or not folder.is_dir():
         raise ConfigError(f"--reproduce={folder_flag!r}: must name a table folder (e.g. results/quick/adding)")
-    for name in (*tables.SWEEP_FLAGS, "status", "render_only"):
-        if F[name].present and name not in (*ALLOWED, *tables.LAUNCHER_FLAGS["slurm"]):
+    for name in (*SWEEP_FLAGS, "status", "render_only"):
+        if name in given and name not in (*ALLOWED, *LAUNCHER_FLAGS["slurm"]):
             raise ConfigError(
                 f"--{name}: does not apply to --reproduce (the table's own settings are retrained); "
                 f"it takes {', '.join('--' + a for a in ALLOWED[:4])} and where to write"
             )
     command = recorded_command(folder)
     try:
-        env, recorded = parse_command(command)
+        env, recorded = parse_command(command, values)
     except ValueError as e:  # shlex: an unbalanced quote in a hand-edited record
         raise ConfigError(f"--reproduce={folder}: its recorded command does not parse ({e}): {command!r}") from None
     if "PYTHONPATH" in env:  # the plug-in it was trained with was imported through it
         sys.path[:0] = [p for p in env["PYTHONPATH"].split(":") if p and p not in sys.path]
-    user = {name: F[name].value for name in ("steps", "num_seeds", "cells", "seq_lens")}
-    for name in tables.SWEEP_FLAGS:
-        F[name].value = F[name].default
-        if name in recorded:
-            try:
-                F[name].parse(recorded[name])
-            except flags.Error as e:
-                raise ConfigError(
-                    f"--reproduce={folder}: its recorded command has {str(e).removeprefix('flag ')}"
-                ) from None
-    table = tables.table_name(F.table, F.task)
+    user = {name: values[name] for name in ("steps", "num_seeds", "cells", "seq_lens")}
+    values = dict(values)
+    for name in SWEEP_FLAGS:
+        try:
+            values[name] = flag_value(name, recorded.get(name))
+        except (TypeError, ValueError) as e:  # absl's parsers raise these
+            text = recorded.get(name)
+            raise ConfigError(f"--reproduce={folder}: its recorded command has --{name}={text}: {e}") from None
+    table = table_name(values["table"], values["task"])
     if table != folder.name:
         raise ConfigError(f"--reproduce={folder}: its command trains table {table}, not {folder.name}")
-    full = tables.sweep_from_flags(F.preset, table, F.task)
+    full = table_sweep(values["preset"], table, values["task"], values)
     check_committed(folder, full)
     sweep = reproduction(full, user)
-    launcher = tables.check_launcher_flags()
-    results_dir = Path(F.results_dir) if F.results_dir is not None else Path("runs/reproduce") / folder.parent.name
-    tables.check_untracked(results_dir / table)
-    this = "python -m benchmarks.tables " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    run = check_launcher(values, given)
+    record = {name: values[name] for name in SWEEP_FLAGS if name in given or name in recorded}  # as sweep.json
+    run = dataclasses.replace(run, watch=watch_command(argv), record=record)
+    given_dir = values["results_dir"]
+    results_dir = Path(given_dir) if given_dir is not None else Path("runs/reproduce") / folder.parent.name
+    check_untracked(results_dir / table, values["overwrite_tracked"], "results_dir", given_dir)
+    this = "python -m benchmarks.tables " + " ".join(shlex.quote(a) for a in argv)
     print(f"reproducing {folder} (trained by: {command})", flush=True)
     written: list[Path] = []
-    code = tables.run_table(table, sweep, results_dir, launcher, command=this, written=written)
+    code = run_table(table, sweep, results_dir, run, command=this, written=written)
     if code:
         return code
     out = results_dir / table
     text = comparison(folder, out, table, full, sweep)
     io.atomic_write(out / f"{table}_vs_committed.md", lambda f: f.write(text))
     print(text)
-    tables.print_written([*written, out / f"{table}_vs_committed.md"])
+    print_written([*written, out / f"{table}_vs_committed.md"])
     return None
 
 
@@ -132,7 +142,7 @@ def check_committed(folder: Path, sweep: Sweep) -> None:
     """Every point of the rebuilt sweep that the table folder holds has its settings (config.json)."""
     found = 0
     for key, config in sweep.points().items():
-        saved = tables.read_dict(point_dir(folder, key) / "config.json")
+        saved = read_dict(point_dir(folder, key) / "config.json")
         if saved is None:
             continue
         found += 1
@@ -161,7 +171,7 @@ def reproduction(full: Sweep, user: dict[str, Any]) -> Sweep:
     sweep = full.with_fields(**fields) if fields else full
     grid = dict(sweep.grid)
     if user["cells"] is not None:
-        cells = tables.cells_flag(user["cells"])
+        cells = cells_flag(user["cells"])
         named = {full.names.get(c, c): c for c in full.cells}
         chosen = [named.get(name, spec) for spec, name in cells.items()]
         if unknown := [c for c in chosen if c not in full.cells]:
@@ -169,7 +179,7 @@ def reproduction(full: Sweep, user: dict[str, Any]) -> Sweep:
             raise ConfigError(f"--cells={user['cells']}: {unknown[0]} is not a row of the table (its rows: {rows})")
         grid["cell"] = tuple(chosen)
     if user["seq_lens"] is not None:
-        lens = tables.int_list_flag(user["seq_lens"], "seq_lens")
+        lens = int_list(user["seq_lens"], "seq_lens")
         if unknown := [T for T in lens if T not in full.seq_lens]:
             columns = ",".join(map(str, full.seq_lens))
             raise ConfigError(f"--seq_lens={user['seq_lens']}: T={unknown[0]} is not a column of the table ({columns})")
@@ -190,8 +200,8 @@ def comparison(folder: Path, out: Path, table: str, full: Sweep, sweep: Sweep) -
         if measure == "gradients":
             seeds = set(range(ours_config.seed, ours_config.seed + ours_config.num_seeds))
             same = [r for r in (theirs or {}).get("diag_init", []) if r["seed"] in seeds]
-            rows.append([key.row, key.seq_len, _grad_entry((theirs or {}).get("diag_init", [])), _grad_entry(same),
-                         _grad_entry((ours or {}).get("diag_init", []))])  # fmt: skip
+            theirs_all, ours_all = (theirs or {}).get("diag_init", []), (ours or {}).get("diag_init", [])
+            rows.append([key.row, key.seq_len, _grad_entry(theirs_all), _grad_entry(same), _grad_entry(ours_all)])
             continue
         budget = f" ({theirs_config.steps} steps, {theirs_config.num_seeds} seeds)"
         committed = point_entry(theirs, task, first_line=True) + budget if theirs else "- (not in the table folder)"
@@ -207,11 +217,15 @@ def comparison(folder: Path, out: Path, table: str, full: Sweep, sweep: Sweep) -
         task = task_of(next(iter(ours_configs.values())))
         headers = ["cell", "T", "table: final", "table: at our steps and seeds", "ours"]
         what = f"held-out {task.metric_name}" + (" / baseline" if task.headline == "ratio" else "")
-    return "\n".join([
-        f"# `{table}`: reproduction beside {folder}", "",
-        f"Table: {folder}/{table}.md; ours: {out}/{table}.md. Each entry: {what}, mean ± std over seeds.", "",
-        markdown_table(headers, rows), "",
-    ])  # fmt: skip
+    lines = [
+        f"# `{table}`: reproduction beside {folder}",
+        "",
+        f"Table: {folder}/{table}.md; ours: {out}/{table}.md. Each entry: {what}, mean ± std over seeds.",
+        "",
+        markdown_table(headers, rows),
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def _load(measure: str, workdir: Path, task: Task) -> dict | None:

@@ -1,5 +1,5 @@
-"""benchmarks.tables on launchers (benchmarks/launch.py): local workers, a Slurm job array without a cluster,
---status, and TensorBoard event files. Every point is a tiny smoke-preset point; subprocesses compile at
+"""benchmarks.tables on launchers (benchmarks/local_workers.py, slurm.py): local workers, a Slurm job array
+without a cluster, --status, and TensorBoard event files. Every point is a tiny smoke-preset point; subprocesses compile at
 XLA optimisation level 0 (the numbers are compared between launchers, which use the same flags)."""
 
 import os
@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import launch
+from benchmarks import launch, slurm
+from benchmarks.point_status import PointStatus, point_status
 from benchmarks.presets import PRESETS
 from experiments import io
 from experiments.checkpoint import saved_steps
@@ -141,8 +142,8 @@ def test_a_killed_worker_resumes_on_relaunch_and_a_preempted_one_is_requeued(tmp
     killed_at = max(saved_steps(workdir))
     assert killed_at >= 200 and not (workdir / "results.json").exists()
     config = launch_grid().points()[PointKey("rnn", 6)]
-    status = launch.point_status("adding", config, workdir)
-    assert status == launch.PointStatus("interrupted", f"interrupted at step {killed_at}/1500; a relaunch resumes it")
+    status = point_status("adding", config, workdir)
+    assert status == PointStatus("interrupted", f"interrupted at step {killed_at}/1500; a relaunch resumes it")
 
     proc = tables(*args)
     wait_until(lambda: logged_step(workdir) >= killed_at + 250 and held_by(workdir), proc)
@@ -251,7 +252,7 @@ def test_the_slurm_launcher_submits_one_job_array_with_the_options_given(tmp_pat
     assert "export XLA_PYTHON_CLIENT_PREALLOCATE=${XLA_PYTHON_CLIENT_PREALLOCATE:-false}" in sbatch
     assert f"export PYTHONPATH={ROOT}${{PYTHONPATH:+:$PYTHONPATH}}" in sbatch
     assert any(line.startswith("srun ") and "-m submitit.core._submit" in line for line in sbatch)
-    assert io.read_json(results / "adding" / launch.SLURM_JOBS) == {p: f"4242_{i}" for i, p in enumerate(POINTS)}
+    assert io.read_json(results / "adding" / slurm.SLURM_JOBS) == {p: f"4242_{i}" for i, p in enumerate(POINTS)}
 
     for i, point in enumerate(POINTS):
         with open(results / "adding" / launch.JOBS_FOLDER / f"4242_{i}_submitted.pkl", "rb") as f:
@@ -316,11 +317,11 @@ def test_memory_policy_per_job_and_sbatch_option_parsing(tmp_path):
     assert job.env_defaults["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.3"
     assert job.env == {"CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES")}  # not submitit's ""
     assert job.workdir == str(point_dir(tmp_path / "adding", PointKey("rnn", 6)).absolute())
-    parsed = launch.parse_additional("mem=32G,nodelist=a,b,requeue=")
+    parsed = slurm.parse_additional("mem=32G,nodelist=a,b,requeue=")
     assert parsed == {"mem": "32G", "nodelist": "a,b", "requeue": True}
     for bad in ("partition=x", "time=10", "array=0-3", "=x", "x", "exclusive=,a"):
         with pytest.raises(ConfigError, match="--slurm_additional"):
-            launch.parse_additional(bad)
+            slurm.parse_additional(bad)
 
 
 @pytest.mark.slow

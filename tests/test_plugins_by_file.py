@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from benchmarks.tables import cells_flag
+from benchmarks.table_sweep import cells_flag
 from cells import make_cell
 from experiments.config import ConfigError
 from experiments.sweep import Sweep

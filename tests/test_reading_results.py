@@ -16,8 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import launch, tables
+from benchmarks import slurm
+from benchmarks.point_status import PointStatus, point_status
 from benchmarks.presets import PRESETS
+from benchmarks.table_run import load_points
+from benchmarks.table_sweep import OWN_FIELDS
 from experiments import io, plots, schema, sweep
 from experiments.checkpoint import UNREADABLE, ParamsMismatchError, saved_steps
 from experiments.config import Config, ConfigError
@@ -82,9 +85,9 @@ def test_status_and_render_import_nothing_a_results_file_names(trained, tmp_path
     edit_json(workdir / "results.json", lambda r: r.update(task="planted_by_a_collaborator:Task",
                                                            cell="planted_by_a_collaborator:Cell"))  # fmt: skip
     configs = {BASE: CONFIGS[BASE]}
-    status = launch.point_status("adding", CONFIGS[BASE], workdir)
+    status = point_status("adding", CONFIGS[BASE], workdir)
     assert status.state == "finished" and status.line.startswith("finished: ")
-    points = tables.load_points("adding", configs, tmp_path)
+    points = load_points("adding", configs, tmp_path)
     report = write_report(tmp_path / "adding", "adding", GRID.with_fields(cell="rnn", seq_len=6), points, "cmd", 0.0)
     assert "| rnn | " in report and "damaged" not in report
     assert not marker.exists() and "planted_by_a_collaborator" not in sys.modules
@@ -167,7 +170,7 @@ def test_status_and_render_show_each_damaged_point_and_go_on(trained, tmp_path):
 def test_a_training_sweep_refuses_a_damaged_point_in_one_line_before_training(trained, tmp_path):
     damaged_grid(trained, tmp_path)
     with pytest.raises(ConfigError) as e:
-        check_points(CONFIGS, tmp_path / "adding", "train", own_flags=tables.OWN_FIELDS)
+        check_points(CONFIGS, tmp_path / "adding", "train", own_flags=OWN_FIELDS)
     message = str(e.value)
     assert message.startswith(f"--results_dir={tmp_path / 'adding' / 'rnn_T6'}: ") and "\n" not in message
     assert 'results.json is damaged ("steps_done" must be an integer >= 0, not "20"); move it away' in message
@@ -393,17 +396,17 @@ def test_a_short_table_extends_and_errors_name_the_tables_own_flags(trained, tmp
     workdir = copy_point(trained, tmp_path, BASE, checkpoints=True)
     out = tmp_path / "adding"
     longer = GRID.with_fields(cell="rnn", seq_len=6, steps=4).points()  # eval_every 2 -> 4, diag_every 2 -> 4
-    check_points(longer, out, "train", own_flags=tables.OWN_FIELDS)
+    check_points(longer, out, "train", own_flags=OWN_FIELDS)
     other = GRID.with_fields(cell="rnn", seq_len=6, eval_size=64).points()
     with pytest.raises(ConfigError) as e:
-        check_points(other, out, "train", own_flags=tables.OWN_FIELDS)
+        check_points(other, out, "train", own_flags=OWN_FIELDS)
     assert str(e.value) == (
         f"--results_dir={workdir} holds a run with other settings: eval_size (set by the sweep, not a flag) "
         "(saved 32, now 64); use a new --results_dir"
     )
     fewer = GRID.with_fields(cell="rnn", seq_len=6, steps=1).points()
     with pytest.raises(ConfigError, match=rf"^--steps=1: the run in --results_dir={workdir} has already trained 2"):
-        check_points(fewer, out, "train", own_flags=tables.OWN_FIELDS)
+        check_points(fewer, out, "train", own_flags=OWN_FIELDS)
     results = sweep.run_point("train", longer[BASE], workdir)["results"]  # the extension trains
     assert results["steps_done"] == 4 and results["resumed_from"] == 2 and results["finished"]
     steps = [r["step"] for r in io.read_jsonl(workdir / "metrics.jsonl") if r["seed"] == 0]
@@ -469,10 +472,10 @@ def _a_file_instead_of_the_point(d: Path) -> None:
 def test_status_neither_hangs_nor_crashes_on_a_hostile_point_and_training_refuses_it(trained, tmp_path, damage, line):
     workdir = copy_point(trained, tmp_path, BASE)
     damage(workdir)
-    (tmp_path / "adding" / launch.SLURM_JOBS).mkdir()  # not a file either: read as no jobs
-    assert launch.point_status("adding", CONFIGS[BASE], workdir) == launch.PointStatus("damaged", line)
+    (tmp_path / "adding" / slurm.SLURM_JOBS).mkdir()  # not a file either: read as no jobs
+    assert point_status("adding", CONFIGS[BASE], workdir) == PointStatus("damaged", line)
     with pytest.raises(ConfigError, match=f"^--results_dir={tmp_path / 'adding'}"):
-        check_points({BASE: CONFIGS[BASE]}, tmp_path / "adding", "train", own_flags=tables.OWN_FIELDS)
+        check_points({BASE: CONFIGS[BASE]}, tmp_path / "adding", "train", own_flags=OWN_FIELDS)
 
 
 def test_tensorboard_start_skips_what_is_not_an_event_file_of_the_run(tmp_path):

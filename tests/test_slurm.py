@@ -1,4 +1,4 @@
-"""Slurm commands that fail, hang or are missing (benchmarks/launch.py): sbatch's own message in one line, a timeout on
+"""Slurm commands that fail, hang or are missing (benchmarks/slurm.py): sbatch's own message in one line, a timeout on
 every scheduler call, an unknown queue state that resubmits nothing, and an sbatch script that quotes what it names.
 Fake `sbatch`, `squeue` and `srun` scripts on PATH stand in for a cluster."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import launch
+from benchmarks import slurm
 from benchmarks.presets import PRESETS
 from experiments import io
 from experiments.config import ConfigError
@@ -69,7 +69,7 @@ def test_a_failing_or_hanging_sbatch_is_one_line_with_its_message(tmp_path, fail
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 1 and len(lines) == 1 and lines[0].startswith(message), proc.stderr[-2000:]
     assert "submitted" not in proc.stdout
-    assert not (tmp_path / "r" / "adding" / launch.SLURM_JOBS).exists()  # no job id recorded
+    assert not (tmp_path / "r" / "adding" / slurm.SLURM_JOBS).exists()  # no job id recorded
 
 
 # ---------------------------------------------------------------- squeue
@@ -78,12 +78,12 @@ def test_a_failing_or_hanging_sbatch_is_one_line_with_its_message(tmp_path, fail
 SUBMITTED = {point: f"4242_{i}" for i, point in enumerate(POINTS)}
 
 
-def queue_of(tmp_path: Path, squeue: str | None, timeout_s: float = 5) -> "launch.SlurmQueue | None":
+def queue_of(tmp_path: Path, squeue: str | None, timeout_s: float = 5) -> "slurm.SlurmQueue | None":
     bin_dir = fake_commands(tmp_path / "bin", **({"squeue": squeue} if squeue is not None else {}))
     old = os.environ["PATH"]
     os.environ["PATH"] = str(bin_dir)  # only the fakes: a missing squeue is missing
     try:
-        return launch.slurm_queue(list(SUBMITTED.values()), timeout_s)
+        return slurm.slurm_queue(list(SUBMITTED.values()), timeout_s)
     finally:
         os.environ["PATH"] = old
 
@@ -102,21 +102,21 @@ def test_a_failing_hanging_or_missing_squeue_leaves_the_queue_state_unknown(tmp_
     t0 = time.monotonic()
     queue = queue_of(tmp_path, squeue, timeout_s=1)
     assert time.monotonic() - t0 < 10
-    assert queue == launch.SlurmQueue(states={}, unknown={"4242": reason})
+    assert queue == slurm.SlurmQueue(states={}, unknown={"4242": reason})
 
 
 def test_squeue_that_no_longer_knows_the_array_means_it_left_the_queue(tmp_path):
     invalid = "echo 'slurm_load_jobs error: Invalid job id specified' >&2\nexit 1\n"
-    assert queue_of(tmp_path, invalid) == launch.SlurmQueue()
+    assert queue_of(tmp_path, invalid) == slurm.SlurmQueue()
     listed = "echo '4242_1 PENDING'\necho '4242_2 RUNNING'\n"
-    assert queue_of(tmp_path, listed) == launch.SlurmQueue(states={"4242_1": "PENDING", "4242_2": "RUNNING"})
+    assert queue_of(tmp_path, listed) == slurm.SlurmQueue(states={"4242_1": "PENDING", "4242_2": "RUNNING"})
 
 
 @pytest.mark.slow
 def test_an_unknown_queue_state_is_reported_and_resubmits_nothing(tmp_path):
     results = tmp_path / "r"
     (results / "adding").mkdir(parents=True)
-    io.write_json(results / "adding" / launch.SLURM_JOBS, SUBMITTED)
+    io.write_json(results / "adding" / slurm.SLURM_JOBS, SUBMITTED)
     down = "echo 'slurm_load_jobs error: Unable to contact slurm controller (connect failure)' >&2\nexit 1\n"
     record = f"touch {tmp_path}/sbatch_called\necho 'Submitted batch job 5000'\n"
     bin_dir = fake_commands(tmp_path / "bin", sbatch=record, squeue=down)
@@ -132,7 +132,7 @@ def test_an_unknown_queue_state_is_reported_and_resubmits_nothing(tmp_path):
     assert not (tmp_path / "sbatch_called").exists()  # nothing submitted a second time
     assert "0 of 4 grid points finished, 0 running, 0 queued, 0 submitted now" in launch_run.stdout
     assert "4 grid points not submitted: their Slurm queue state is unknown" in launch_run.stderr
-    assert io.read_json(results / "adding" / launch.SLURM_JOBS) == SUBMITTED
+    assert io.read_json(results / "adding" / slurm.SLURM_JOBS) == SUBMITTED
 
 
 # ---------------------------------------------------------------- the sbatch script
@@ -141,7 +141,7 @@ def test_an_unknown_queue_state_is_reported_and_resubmits_nothing(tmp_path):
 def test_the_sbatch_script_quotes_paths_with_spaces(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{fake_commands(tmp_path / 'bin')}{os.pathsep}{os.environ['PATH']}")  # srun
     root, python = tmp_path / "my repo", tmp_path / "my env" / "bin" / "python"
-    executor = launch.slurm_executor(tmp_path / "jobs dir", launch.SlurmOptions(), "rnnlab-adding", root, str(python))
+    executor = slurm.slurm_executor(tmp_path / "jobs dir", slurm.SlurmOptions(), "rnnlab-adding", root, str(python))
     script = executor._make_submission_file_text(executor._submitit_command_str, "uid")
     setup = [line for line in script.splitlines() if line.startswith("export PYTHONPATH=")]
     shown = subprocess.run(
@@ -157,7 +157,7 @@ def test_the_sbatch_script_quotes_paths_with_spaces(tmp_path, monkeypatch):
 @pytest.mark.parametrize("value", ["qos=high\n#SBATCH --time=1", "account=lab\rx", "comment=a\x00b"])
 def test_control_characters_in_slurm_additional_are_refused(value):
     with pytest.raises(ConfigError, match=r"^--slurm_additional=.*: holds a control character"):
-        launch.parse_additional(value)
+        slurm.parse_additional(value)
 
 
 @pytest.mark.slow

@@ -353,7 +353,7 @@ def test_a_run_without_checkpoints_is_not_extended_from_step_0(trained, tmp_path
         train_and_evaluate(CFG.replace(steps=80), clone)
     assert {p.name: p.read_bytes() for p in clone.iterdir() if p.is_file() and not p.name.startswith(".")} == files
     assert not (clone / "checkpoints").exists()
-    from benchmarks.launch import point_status
+    from benchmarks.point_status import point_status
 
     status = point_status("adding", CFG.replace(steps=80), clone)
     assert status.line.startswith("refused: the run in --workdir=") and "pass --steps=60" in status.line
