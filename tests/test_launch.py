@@ -1,6 +1,7 @@
 """benchmarks.tables on launchers (benchmarks/local_workers.py, slurm.py): local workers, a Slurm job array
-without a cluster, --status, and TensorBoard event files. Every point is a tiny smoke-preset point; subprocesses compile at
-XLA optimisation level 0 (the numbers are compared between launchers, which use the same flags)."""
+without a cluster, --status, and TensorBoard event files. Every point is a tiny smoke-preset point;
+subprocesses compile at XLA optimisation level 0 (the numbers are compared between
+launchers, which use the same flags)."""
 
 import os
 import pickle
