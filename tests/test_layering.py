@@ -75,3 +75,13 @@ def test_no_import_cycles_between_modules():
         if module not in state:
             loop = visit(module, [module])
             assert loop is None, f"import cycle: {' -> '.join(loop)}"
+
+
+TOOL_MAINS = ("speed.py", "tables.py", "memory.py")  # `python -m benchmarks.X`: absl flags, main, app.run
+
+
+def test_benchmarks_library_modules_import_no_absl():
+    """Only a tool's main reads flags: every other module of benchmarks/ takes plain values (absl-free)."""
+    modules = [m for m in sorted((ROOT / "benchmarks").glob("*.py")) if m.name not in TOOL_MAINS]
+    bad = [m.name for m in modules if "absl" in imported_packages(m)]
+    assert not bad, f"benchmarks/ library modules that import absl: {bad}"
