@@ -77,9 +77,15 @@ def records_of(results: dict[str, Any]) -> list[Record]:
     sessions = results.get("sessions")
     if not isinstance(sessions, list):  # written before runs listed their processes: one, from step 0
         execution = results.get("execution") if isinstance(results.get("execution"), dict) else {}
-        sessions = [{"steps": [0, results.get("steps_done")], "wall_time_s": results.get("wall_time_s"),
-                     "backend": execution.get("backend") or "cpu", "device_kind": execution.get("device_kind"),
-                     "cpu_count": execution.get("cpu_count")}]  # fmt: skip
+        sessions = [
+            {
+                "steps": [0, results.get("steps_done")],
+                "wall_time_s": results.get("wall_time_s"),
+                "backend": execution.get("backend") or "cpu",
+                "device_kind": execution.get("device_kind"),
+                "cpu_count": execution.get("cpu_count"),
+            }
+        ]
     out = []
     for s in sessions:
         try:
@@ -94,9 +100,18 @@ def records_of(results: dict[str, Any]) -> list[Record]:
         if backend == "cpu" and s.get("cpu_count"):
             machine = f"cpu, {s['cpu_count']} cores"
         out.append(
-            Record(config.cell, config.seq_len, config.num_layers, config.batch_size, config.hidden_size,
-                   _members(config), backend, str(machine), wall / (last - first))
-        )  # fmt: skip
+            Record(
+                config.cell,
+                config.seq_len,
+                config.num_layers,
+                config.batch_size,
+                config.hidden_size,
+                _members(config),
+                backend,
+                str(machine),
+                wall / (last - first),
+            )
+        )
     return out
 
 

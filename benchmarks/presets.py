@@ -76,13 +76,27 @@ ALL_CELLS = ("rnn", "irnn", "lstm", "gru", *MODERN)
 PRESETS: dict[str, dict[str, Sweep]] = {
     "smoke": {
         "adding": Sweep(
-            settings={"task": "adding", "hidden_size": 8, "batch_size": 8, "steps": 20, "eval_every": 10,
-                      "eval_size": 32, "num_seeds": 2},
+            settings={
+                "task": "adding",
+                "hidden_size": 8,
+                "batch_size": 8,
+                "steps": 20,
+                "eval_every": 10,
+                "eval_size": 32,
+                "num_seeds": 2,
+            },
             grid={"cell": ("rnn", "gru"), "seq_len": (6, 12)},
         ),
         "copy": Sweep(
-            settings={"task": "copy", "hidden_size": 8, "batch_size": 8, "steps": 20, "eval_every": 10,
-                      "eval_size": 32, "num_seeds": 2},
+            settings={
+                "task": "copy",
+                "hidden_size": 8,
+                "batch_size": 8,
+                "steps": 20,
+                "eval_every": 10,
+                "eval_size": 32,
+                "num_seeds": 2,
+            },
             grid={"cell": ("rnn", "gru"), "seq_len": (5, 10)},
         ),
         "gradients": Sweep(
@@ -91,20 +105,40 @@ PRESETS: dict[str, dict[str, Sweep]] = {
             measure="gradients",
         ),
         "default": Sweep(
-            settings={"hidden_size": 8, "batch_size": 8, "steps": 20, "eval_every": 10, "eval_size": 32,
-                      "num_seeds": 2},
+            settings={
+                "hidden_size": 8,
+                "batch_size": 8,
+                "steps": 20,
+                "eval_every": 10,
+                "eval_size": 32,
+                "num_seeds": 2,
+            },
             grid={"cell": ("rnn", "gru"), "seq_len": (6, 12)},
         ),
     },
     "quick": {
         "adding": Sweep(
-            settings={"task": "adding", "hidden_size": 64, "batch_size": 50, "steps": 2000, "eval_every": 100,
-                      "eval_size": 500, "num_seeds": 2},
+            settings={
+                "task": "adding",
+                "hidden_size": 64,
+                "batch_size": 50,
+                "steps": 2000,
+                "eval_every": 100,
+                "eval_size": 500,
+                "num_seeds": 2,
+            },
             grid={"cell": CELLS3, "seq_len": (50, 100, 200)},
         ),
         "copy": Sweep(
-            settings={"task": "copy", "hidden_size": 64, "batch_size": 50, "steps": 3000, "eval_every": 100,
-                      "eval_size": 500, "num_seeds": 2},
+            settings={
+                "task": "copy",
+                "hidden_size": 64,
+                "batch_size": 50,
+                "steps": 3000,
+                "eval_every": 100,
+                "eval_size": 500,
+                "num_seeds": 2,
+            },
             grid={"cell": CELLS3, "seq_len": (10, 20, 40)},
         ),
         "gradients": Sweep(
@@ -134,13 +168,26 @@ PRESETS: dict[str, dict[str, Sweep]] = {
     # and the LEM logs (batch 50, Adam); copy in the uRNN protocol (batch 20, RMSprop 1e-3, 20k steps).
     "paper": {
         "adding": Sweep(
-            settings={"task": "adding", "hidden_size": 128, "batch_size": 50, "steps": 10000, "eval_every": 250,
-                      "num_seeds": 3},
+            settings={
+                "task": "adding",
+                "hidden_size": 128,
+                "batch_size": 50,
+                "steps": 10000,
+                "eval_every": 250,
+                "num_seeds": 3,
+            },
             grid={"cell": CELLS3, "seq_len": (100, 200, 400, 750)},
         ),
         "copy": Sweep(
-            settings={"task": "copy", "hidden_size": 128, "batch_size": 20, "steps": 20000, "optimizer": "rmsprop",
-                      "eval_every": 500, "num_seeds": 3},
+            settings={
+                "task": "copy",
+                "hidden_size": 128,
+                "batch_size": 20,
+                "steps": 20000,
+                "optimizer": "rmsprop",
+                "eval_every": 500,
+                "num_seeds": 3,
+            },
             grid={"cell": CELLS3, "seq_len": (100, 200, 500, 1000)},
         ),
         "gradients": Sweep(
@@ -158,22 +205,43 @@ PRESETS: dict[str, dict[str, Sweep]] = {
     # RMSprop 1e-3 for the classics; 3000 steps, not its 20k).
     "long": {
         "adding": Sweep(
-            settings={"task": "adding", "hidden_size": 128, "batch_size": 50, "steps": 1500, "eval_every": 200,
-                      "eval_size": 500, "num_seeds": 3},
+            settings={
+                "task": "adding",
+                "hidden_size": 128,
+                "batch_size": 50,
+                "steps": 1500,
+                "eval_every": 200,
+                "eval_size": 500,
+                "num_seeds": 3,
+            },
             grid={"cell": ALL_CELLS, "seq_len": (1000, 2000, 5000)},
             per_cell=_ADDING_CELLS,
         ),
         "copy": Sweep(
-            settings={"task": "copy", "hidden_size": 128, "batch_size": 20, "steps": 3000, "optimizer": "rmsprop",
-                      "eval_every": 100, "eval_size": 500, "num_seeds": 3},
+            settings={
+                "task": "copy",
+                "hidden_size": 128,
+                "batch_size": 20,
+                "steps": 3000,
+                "optimizer": "rmsprop",
+                "eval_every": 100,
+                "eval_size": 500,
+                "num_seeds": 3,
+            },
             grid={"cell": ALL_CELLS, "seq_len": (200, 500, 1000)},
             per_cell=_COPY_CELLS,
         ),
         "default": Sweep(
-            settings={"hidden_size": 128, "batch_size": 50, "steps": 1500, "eval_every": 200, "eval_size": 500,
-                      "num_seeds": 3},
+            settings={
+                "hidden_size": 128,
+                "batch_size": 50,
+                "steps": 1500,
+                "eval_every": 200,
+                "eval_size": 500,
+                "num_seeds": 3,
+            },
             grid={"cell": ALL_CELLS, "seq_len": (500, 1000, 2000)},
             per_cell=_ADDING_CELLS,
         ),
     },
-}  # fmt: skip
+}

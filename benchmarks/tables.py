@@ -43,7 +43,14 @@ from absl import flags
 from benchmarks.presets import PRESETS
 from benchmarks.reproduce import reproduce
 from benchmarks.slurm import SCHEDULER_TIMEOUT_S, SchedulerError
-from benchmarks.table_record import RECORD, SWEEP_FLAGS, check_untracked, record_folder, recorded_flags, training_command
+from benchmarks.table_record import (
+    RECORD,
+    SWEEP_FLAGS,
+    check_untracked,
+    record_folder,
+    recorded_flags,
+    training_command,
+)
 from benchmarks.table_run import DEFAULT_WORKERS, LAUNCHER_FLAGS, check_launcher, print_plan, run_table, watch_command
 from benchmarks.table_sweep import check_overrides, default_results_dir, table_name, table_sweep
 from experiments.config import ConfigError

@@ -191,8 +191,12 @@ def test_status_lines_for_finished_running_failed_and_not_started_points(inline_
     with workdir_lock(running):
         proc = subprocess.run(
             [sys.executable, "-m", "benchmarks.tables", *SMOKE, f"--results_dir={tmp_path}", "--status"],
-            cwd=ROOT, env=env(), capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+            cwd=ROOT,
+            env=env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = {line.split()[0]: line.split(maxsplit=1)[1] for line in proc.stdout.splitlines()[1:-1]}
     assert lines["rnn_T6"].startswith("finished: 0.3") and "solved 0/2" in lines["rnn_T6"]
@@ -247,9 +251,18 @@ def test_the_slurm_launcher_submits_one_job_array_with_the_options_given(tmp_pat
     sbatch = (bin_dir / "submitted_0.sh").read_text().splitlines()
     options = {line.split()[1] for line in sbatch if line.startswith("#SBATCH")}
     assert {
-        "--array=0-3%3", "--partition=gpu", "--gpus-per-node=2", "--time=30", "--account=lab", "--qos=high",
-        "--exclude=node1,node2", "--cpus-per-task=8", "--exclusive", "--signal=USR2@90", "--job-name=rnnlab-adding",
-    } <= options  # fmt: skip
+        "--array=0-3%3",
+        "--partition=gpu",
+        "--gpus-per-node=2",
+        "--time=30",
+        "--account=lab",
+        "--qos=high",
+        "--exclude=node1,node2",
+        "--cpus-per-task=8",
+        "--exclusive",
+        "--signal=USR2@90",
+        "--job-name=rnnlab-adding",
+    } <= options
     assert "export XLA_PYTHON_CLIENT_PREALLOCATE=${XLA_PYTHON_CLIENT_PREALLOCATE:-false}" in sbatch
     assert f"export PYTHONPATH={ROOT}${{PYTHONPATH:+:$PYTHONPATH}}" in sbatch
     assert any(line.startswith("srun ") and "-m submitit.core._submit" in line for line in sbatch)
@@ -269,8 +282,12 @@ def test_the_slurm_launcher_submits_one_job_array_with_the_options_given(tmp_pat
     (bin_dir / "queue").write_text("4242_1 PENDING\n4242_2 RUNNING\n")  # 4242_0 and 4242_3 left the queue
     status = subprocess.run(
         [sys.executable, "-m", "benchmarks.tables", *SMOKE, f"--results_dir={results}", "--status"],
-        cwd=ROOT, env=slurm_env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=slurm_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     lines = status.stdout.splitlines()
     assert lines[1:] == [
         "  rnn_T6   not started: submitted as Slurm job 4242_0, no longer queued",
@@ -288,12 +305,24 @@ def test_the_slurm_launcher_submits_one_job_array_with_the_options_given(tmp_pat
     assert "#SBATCH --array=0-1%2" in (bin_dir / "submitted_1.sh").read_text()
 
     # array element 4243_0 runs on a "node": the sbatch script itself, as Slurm would start it
-    node = {"SLURM_ARRAY_JOB_ID": "4243", "SLURM_ARRAY_TASK_ID": "0", "SLURM_JOB_ID": "4243_0", "SLURM_NTASKS": "1",
-            "SLURM_JOB_NUM_NODES": "1", "SLURM_NODEID": "0", "SLURM_PROCID": "0", "SLURM_LOCALID": "0"}  # fmt: skip
+    node = {
+        "SLURM_ARRAY_JOB_ID": "4243",
+        "SLURM_ARRAY_TASK_ID": "0",
+        "SLURM_JOB_ID": "4243_0",
+        "SLURM_NTASKS": "1",
+        "SLURM_JOB_NUM_NODES": "1",
+        "SLURM_NODEID": "0",
+        "SLURM_PROCID": "0",
+        "SLURM_LOCALID": "0",
+    }
     job = subprocess.run(
-        ["bash", str(bin_dir / "submitted_1.sh")], cwd=tmp_path, env={**slurm_env, **node},
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        ["bash", str(bin_dir / "submitted_1.sh")],
+        cwd=tmp_path,
+        env={**slurm_env, **node},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert job.returncode == 0, job.stderr[-3000:]
     assert "adding point rnn_T6: " in job.stdout and "(XLA_PYTHON_CLIENT_PREALLOCATE=false)" in job.stdout
     results_json = io.read_json(results / "adding" / "rnn_T6" / "results.json")
@@ -328,10 +357,12 @@ def test_memory_policy_per_job_and_sbatch_option_parsing(tmp_path):
 @pytest.mark.slow
 def test_bad_launcher_flags_are_one_line_errors_before_anything_runs(one_line_errors, tmp_path):
     out = f"--results_dir={tmp_path}/r"
-    one_line_errors([
-        ("benchmarks.tables", [*SMOKE, out, "--launcher=cluster"], "--launcher='cluster': must be one of inline"),
-        ("benchmarks.tables", [*SMOKE, out, "--workers=2"], "--workers: applies to --launcher=local only"),
-        ("benchmarks.tables", [*SMOKE, out, "--launcher=local", "--workers=0"], "--workers=0: must be an integer"),
-        ("benchmarks.tables", [*SMOKE, out, "--launcher=slurm"], "--launcher=slurm: no Slurm here"),
-    ])  # fmt: skip
+    one_line_errors(
+        [
+            ("benchmarks.tables", [*SMOKE, out, "--launcher=cluster"], "--launcher='cluster': must be one of inline"),
+            ("benchmarks.tables", [*SMOKE, out, "--workers=2"], "--workers: applies to --launcher=local only"),
+            ("benchmarks.tables", [*SMOKE, out, "--launcher=local", "--workers=0"], "--workers=0: must be an integer"),
+            ("benchmarks.tables", [*SMOKE, out, "--launcher=slurm"], "--launcher=slurm: no Slurm here"),
+        ]
+    )
     assert not (tmp_path / "r").exists()

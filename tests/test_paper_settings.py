@@ -47,8 +47,9 @@ def _params(u: np.ndarray) -> dict:
 
 def test_bounded_parameter_is_projected_after_the_update():
     """sgd at rate 1 moves p to p - g; the projection puts u back into [-b, b] and leaves the rest alone."""
-    config = Config(cell="indrnn", cell_options="max_recurrent=1.5", optimizer="sgd", momentum=0.0,
-                    learning_rate=1.0, clip_norm=0.0)  # fmt: skip
+    config = Config(
+        cell="indrnn", cell_options="max_recurrent=1.5", optimizer="sgd", momentum=0.0, learning_rate=1.0, clip_norm=0.0
+    )
     opt = make_optimizer(config)
     params = _params(np.array([1.4, -1.0, 0.2]))
     grads = jax.tree.map(jnp.ones_like, params)
@@ -63,12 +64,12 @@ def test_bounded_parameter_is_projected_after_the_update():
 def test_elementwise_clip_before_global_norm_and_rmsprop_decay():
     params = {"cell": {"w": jnp.zeros(3)}}
     grads = {"cell": {"w": jnp.asarray([30.0, -0.5, 4.0])}}
-    sgd = make_optimizer(Config(cell="rnn", optimizer="sgd", momentum=0.0, learning_rate=1.0, clip_norm=0.0,
-                                clip_value=10.0))  # fmt: skip
+    sgd = make_optimizer(
+        Config(cell="rnn", optimizer="sgd", momentum=0.0, learning_rate=1.0, clip_norm=0.0, clip_value=10.0)
+    )
     updates, _ = sgd.update(grads, sgd.init(params), params)
     np.testing.assert_allclose(updates["cell"]["w"], [-10.0, 0.5, -4.0])
-    rms = make_optimizer(Config(cell="rnn", optimizer="rmsprop", rmsprop_decay=0.99, learning_rate=0.1,
-                                clip_norm=0.0))  # fmt: skip
+    rms = make_optimizer(Config(cell="rnn", optimizer="rmsprop", rmsprop_decay=0.99, learning_rate=0.1, clip_norm=0.0))
     want, _ = optax.rmsprop(0.1, decay=0.99, eps=1e-8).update(grads, optax.rmsprop(0.1, decay=0.99).init(params))
     got, _ = rms.update(grads, rms.init(params), params)
     np.testing.assert_allclose(got["cell"]["w"], want["cell"]["w"], rtol=1e-6)
@@ -89,14 +90,24 @@ def test_long_presets_hold_the_sources_settings():
     # tk-rusch/LEM and tk-rusch/coRNN adding: Adam, no clipping; batch 50, hidden 128
     lem, cornn = _point("adding", "lem", 2000), _point("adding", "cornn", 2000)
     assert (lem.optimizer, lem.learning_rate, lem.clip_norm, lem.batch_size, lem.hidden_size) == (
-        "adam", 2.6e-3, 0.0, 50, 128)  # fmt: skip
+        "adam",
+        2.6e-3,
+        0.0,
+        50,
+        128,
+    )
     assert (cornn.learning_rate, cornn.clip_norm) == (2e-2, 0.0)
     cornn_cell = make_cell("cornn", 8, cornn.cell_options)
     assert (cornn_cell.dt, cornn_cell.gamma, cornn_cell.epsilon) == (0.06, 66.0, 15.0)
     # lezcano/expRNN 1_copying.py
     exprnn = _point("copy", "exprnn", 1000)
     assert (exprnn.hidden_size, exprnn.batch_size, exprnn.steps, exprnn.optimizer, exprnn.learning_rate) == (
-        190, 128, 4000, "rmsprop", 2e-4)  # fmt: skip
+        190,
+        128,
+        4000,
+        "rmsprop",
+        2e-4,
+    )
     assert (exprnn.rmsprop_decay, exprnn.lr_multipliers, exprnn.clip_norm) == (0.99, "recurrent_skew=0.1", 0.0)
     # minimal-LRU: the block between layers, moduli in [0.9, 0.999]
     lru = _point("adding", "lru", 1000)
@@ -107,4 +118,15 @@ def test_long_presets_hold_the_sources_settings():
     # every one of the eleven cells is in both long tables
     for table in ("adding", "copy"):
         assert {k.row for k in PRESETS["long"][table].points()} == {
-            "rnn", "irnn", "lstm", "gru", "indrnn", "cornn", "lem", "exprnn", "lru", "mingru", "minlstm"}  # fmt: skip
+            "rnn",
+            "irnn",
+            "lstm",
+            "gru",
+            "indrnn",
+            "cornn",
+            "lem",
+            "exprnn",
+            "lru",
+            "mingru",
+            "minlstm",
+        }

@@ -91,13 +91,15 @@ def queue_of(tmp_path: Path, squeue: str | None, timeout_s: float = 5) -> "slurm
 @pytest.mark.parametrize(
     "squeue, reason",
     [
-        ("echo 'slurm_load_jobs error: Unable to contact slurm controller (connect failure)' >&2\nexit 1\n",
-         "squeue failed (exit 1): slurm_load_jobs error: Unable to contact slurm controller (connect failure)"),
+        (
+            "echo 'slurm_load_jobs error: Unable to contact slurm controller (connect failure)' >&2\nexit 1\n",
+            "squeue failed (exit 1): slurm_load_jobs error: Unable to contact slurm controller (connect failure)",
+        ),
         ("exec /bin/sleep 30\n", "squeue did not answer within 1 s (--slurm_timeout)"),
         (None, "squeue is not on PATH"),
         ("echo 'Welcome!'\n", "squeue answered what is not 'job state' lines: Welcome!"),
     ],
-)  # fmt: skip
+)
 def test_a_failing_hanging_or_missing_squeue_leaves_the_queue_state_unknown(tmp_path, squeue, reason):
     t0 = time.monotonic()
     queue = queue_of(tmp_path, squeue, timeout_s=1)
@@ -145,9 +147,12 @@ def test_the_sbatch_script_quotes_paths_with_spaces(tmp_path, monkeypatch):
     script = executor._make_submission_file_text(executor._submitit_command_str, "uid")
     setup = [line for line in script.splitlines() if line.startswith("export PYTHONPATH=")]
     shown = subprocess.run(
-        ["bash", "-c", f'{setup[0]}\nprintf %s "$PYTHONPATH"'], env={"PATH": os.environ["PATH"]},
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        ["bash", "-c", f'{setup[0]}\nprintf %s "$PYTHONPATH"'],
+        env={"PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert shown.stdout == str(root)
     command = next(line for line in script.splitlines() if line.startswith("srun "))
     words = shlex.split(command)
@@ -163,10 +168,19 @@ def test_control_characters_in_slurm_additional_are_refused(value):
 @pytest.mark.slow
 def test_slurm_flags_are_one_line_errors(one_line_errors, tmp_path):
     out = f"--results_dir={tmp_path}/r"
-    one_line_errors([
-        ("benchmarks.tables", [*SMOKE, out, "--launcher=slurm", "--slurm_additional=qos=high\n#SBATCH --time=1"],
-         "--slurm_additional='qos=high\\n#SBATCH --time=1': holds a control character"),
-        ("benchmarks.tables", [*SMOKE, out, "--launcher=slurm", "--slurm_timeout=0"], "--slurm_timeout=0.0: must be"),
-        ("benchmarks.tables", [*SMOKE, out, "--slurm_timeout=5"], "--slurm_timeout: applies to --launcher=slurm"),
-    ])  # fmt: skip
+    one_line_errors(
+        [
+            (
+                "benchmarks.tables",
+                [*SMOKE, out, "--launcher=slurm", "--slurm_additional=qos=high\n#SBATCH --time=1"],
+                "--slurm_additional='qos=high\\n#SBATCH --time=1': holds a control character",
+            ),
+            (
+                "benchmarks.tables",
+                [*SMOKE, out, "--launcher=slurm", "--slurm_timeout=0"],
+                "--slurm_timeout=0.0: must be",
+            ),
+            ("benchmarks.tables", [*SMOKE, out, "--slurm_timeout=5"], "--slurm_timeout: applies to --launcher=slurm"),
+        ]
+    )
     assert not (tmp_path / "r").exists()

@@ -89,8 +89,14 @@ def test_metric_entry_marks_solved_and_diverged_seeds():
 
 def test_a_rate_sweep_is_reported_at_its_best_rate_with_the_rate_shown():
     def member(seed, rate, loss):
-        return {"seed": seed, "learning_rate": rate, "final": {"loss": loss}, "solved": loss < 0.01,
-                "solved_at_step": 300 if loss < 0.01 else None, "diverged_at_step": None}  # fmt: skip
+        return {
+            "seed": seed,
+            "learning_rate": rate,
+            "final": {"loss": loss},
+            "solved": loss < 0.01,
+            "solved_at_step": 300 if loss < 0.01 else None,
+            "diverged_at_step": None,
+        }
 
     results = {
         "task": "adding",

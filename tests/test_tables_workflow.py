@@ -95,11 +95,15 @@ def test_a_plugin_table_records_its_flags_for_status_and_is_reproduced_at_a_lowe
 
     # a table as committed before sweep.json: its header's render command is the training command
     (out / "sweep.json").unlink()
-    text = (out / "adding.md").read_text().replace(header, f"Command: `python -m benchmarks.tables {' '.join(args)} "
-                                                          "--render_only`  ")  # fmt: skip
+    text = (
+        (out / "adding.md")
+        .read_text()
+        .replace(header, f"Command: `python -m benchmarks.tables {' '.join(args)} --render_only`  ")
+    )
     (out / "adding.md").write_text(text)
-    repro = tables(f"--reproduce={out}", "--steps=10", "--num_seeds=1", f"--results_dir={tmp_path / 'work'}",
-                   cwd=tmp_path)  # fmt: skip
+    repro = tables(
+        f"--reproduce={out}", "--steps=10", "--num_seeds=1", f"--results_dir={tmp_path / 'work'}", cwd=tmp_path
+    )
     assert repro.returncode == 0, repro.stderr[-3000:]
     ours = tmp_path / "work" / "adding"
     assert io.read_json(ours / "ugrnn_T6" / "results.json")["steps_done"] == 10
@@ -116,8 +120,9 @@ def test_ctrl_c_on_a_local_sweep_stops_it_in_one_line_with_its_points_interrupte
     args = ["--table=adding", "--preset=smoke", "--cells=rnn,gru", "--seq_lens=6", "--steps=100000"]
     args += [f"--results_dir={tmp_path}", "--launcher=local", "--workers=2"]
     cmd = [sys.executable, "-m", "benchmarks.tables", *args]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     points = [tmp_path / "adding" / name for name in ("rnn_T6", "gru_T6")]
     end = time.time() + 400
     while not all(logged_step(p) >= 10 for p in points):
