@@ -62,7 +62,11 @@ def baseline_programs(
     out = {}
     with revision(rev):
         from experiments.config import Config  # the revision's
-        from experiments.train import Experiment
+
+        try:  # where the revision keeps it: experiments.experiment, or (older revisions) experiments.train
+            from experiments.experiment import Experiment
+        except ImportError:
+            from experiments.train import Experiment
 
         names = set(Config.__dataclass_fields__)
         for name, fields in configs.items():

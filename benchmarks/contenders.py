@@ -29,8 +29,8 @@ import numpy as np
 from flax import linen as nn
 
 from experiments.config import Config
+from experiments.experiment import Experiment
 from experiments.model import SequenceModel
-from experiments.train import Experiment
 
 FLAX_CELLS = {"rnn": ("SimpleCell",), "lstm": ("OptimizedLSTMCell", "LSTMCell"), "gru": ("GRUCell",)}
 TORCH_CELLS = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}

@@ -86,7 +86,7 @@ class PointJob:
         from absl import logging
 
         from experiments import compile_cache
-        from experiments.train import StopSignal  # JAX is imported here, after the environment is set
+        from experiments.trainer import StopSignal  # JAX is imported here, after the environment is set
 
         compile_cache.enable()  # the sweep's choice, from RNNLAB_COMPILATION_CACHE
 

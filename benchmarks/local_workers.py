@@ -29,7 +29,7 @@ def run_local(table: str, configs: dict, results_dir: Path, workers: int, poll_s
     die of it (a KeyboardInterrupt each) and kill their workers before they have saved."""
     import submitit
 
-    from experiments.train import StopSignal
+    from experiments.trainer import StopSignal
 
     folder = results_dir.absolute() / table / JOBS_FOLDER
     executor = submitit.LocalExecutor(folder=folder)

@@ -26,9 +26,9 @@ def point_status(
 ) -> PointStatus:
     """What a grid point is doing, from its files and its lock (read only: the lock is probed, shared,
     for an instant), and `queue`, what squeue said of the recorded Slurm jobs (`slurm_queue`)."""
+    from experiments.resume import NotExtendableError, check_resumable, steps_done
     from experiments.schema import DamagedError
     from experiments.sweep import finished, load_point, point_entry, task_of
-    from experiments.train import NotExtendableError, check_resumable, steps_done
 
     now = time.time() if now is None else now
     holder = held_by(workdir) if workdir.is_dir() else None

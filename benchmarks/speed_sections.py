@@ -42,8 +42,8 @@ from benchmarks.speed_presets import Options, Setting, linear_config, seeds_conf
 from benchmarks.timing import Group, SeedsGroup, time_contenders, timing_note
 from benchmarks.variants import variant_programs
 from experiments.compare import DEFAULTS as MAIN_JOB
+from experiments.experiment import Experiment
 from experiments.report import fmt, markdown_table
-from experiments.train import Experiment
 from experiments.validation import validate
 
 

@@ -14,8 +14,8 @@ from typing import Any
 from benchmarks.contenders import train_programs
 from experiments import policy
 from experiments.config import Config, ConfigError
+from experiments.experiment import Experiment
 from experiments.policy import PRECISIONS
-from experiments.train import Experiment
 
 VARIANT_PATHS = ("step", "sequence")
 # XLA:GPU command buffers (CUDA graphs) for loops and conditionals too, and loops unrolled into them: the

@@ -11,13 +11,8 @@ import sys
 
 from absl import flags
 
-from experiments.experiment import Experiment
 from experiments.flags import FLAGS, config_from_flags, define_config_flags, run
-from experiments.resume import NotExtendableError, check_resumable, steps_done
-from experiments.trainer import StopSignal, train_and_evaluate
-
-# What benchmarks/ (baseline, launch, speed, tables) import from this module; they live in the modules above.
-__all__ = ["Experiment", "NotExtendableError", "StopSignal", "check_resumable", "steps_done", "train_and_evaluate"]
+from experiments.trainer import train_and_evaluate
 
 
 def main(argv: list[str]) -> None:
