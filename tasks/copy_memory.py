@@ -50,7 +50,10 @@ class CopyMemory(Task):
     def sample(self, key: jax.Array, batch_size: int) -> tuple[jax.Array, jax.Array]:
         T = self.seq_len
         symbols = jax.random.randint(key, (batch_size, NUM_RECALL), 1, NUM_SYMBOLS + 1)
-        blanks = lambda n: jnp.full((batch_size, n), BLANK, jnp.int32)  # noqa: E731
+
+        def blanks(n: int) -> jax.Array:
+            return jnp.full((batch_size, n), BLANK, jnp.int32)
+
         delimiter = jnp.full((batch_size, 1), DELIMITER, jnp.int32)
         tokens = jnp.concatenate([symbols, blanks(T - 1), delimiter, blanks(NUM_RECALL)], axis=1)
         targets = jnp.concatenate([blanks(T + NUM_RECALL), symbols], axis=1)

@@ -342,8 +342,10 @@ def test_steps_done_of_a_hostile_results_json_is_0(tmp_path, kind):
 
 
 def _session(**config):
-    return {"config": {**Config().to_dict(), **config},
-            "sessions": [{"steps": [0, 1000], "wall_time_s": 10.0, "backend": "cpu"}]}  # fmt: skip
+    return {
+        "config": {**Config().to_dict(), **config},
+        "sessions": [{"steps": [0, 1000], "wall_time_s": 10.0, "backend": "cpu"}],
+    }
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,16 @@ import pytest
 from experiments import compile_cache
 from tests.helpers import ROOT
 
-TINY = ["--cell=rnn", "--seq_len=6", "--hidden_size=8", "--batch_size=8", "--steps=20", "--eval_every=10",
-        "--eval_size=32", "--tensorboard=false"]  # fmt: skip
+TINY = [
+    "--cell=rnn",
+    "--seq_len=6",
+    "--hidden_size=8",
+    "--batch_size=8",
+    "--steps=20",
+    "--eval_every=10",
+    "--eval_size=32",
+    "--tensorboard=false",
+]
 
 
 def train(workdir: Path, *args: str, env: dict) -> subprocess.CompletedProcess:
@@ -42,8 +50,10 @@ def test_a_second_run_reads_every_program_from_the_default_cache(tmp_path):
     folder = tmp_path / "xdg" / "rnnlab" / "jax"
     assert len(list(folder.iterdir())) >= 3  # init, training step, evaluation at least
     log = first.stderr
-    assert f"rnn/adding T=6: compiling the initialisation, training step and evaluation (programs compiled by an " \
-           f"earlier run are read from {folder})" in log  # fmt: skip
+    assert (
+        f"rnn/adding T=6: compiling the initialisation, training step and evaluation (programs compiled by an "
+        f"earlier run are read from {folder})" in log
+    )
     step0 = next(line for line in log.splitlines() if "step 0/20" in line)
     assert "nan" not in step0 and "(before training) | eval MSE" in step0
     summary = log.strip().splitlines()[-1]

@@ -122,7 +122,10 @@ def test_memory_counts_parameters_optimizer_eval_set_and_diagnostics(ram_16gib, 
 def test_memory_estimate_by_part(ram_16gib):
     validate(Config(cell="lstm", seq_len=5000, hidden_size=128, batch_size=50, remat=70))  # README's acceptance case
     adam = Config(cell="lstm", hidden_size=16384, seq_len=2, batch_size=1, eval_size=1)
-    estimate = lambda c: config_module.memory_estimate(c, *_model_and_task(c))  # noqa: E731
+
+    def estimate(c):
+        return config_module.memory_estimate(c, *_model_and_task(c))
+
     n_params = 4 * 16384 * (16384 + 2 + 1) + 16384 + 1  # fused kernels, bias, readout
     assert estimate(adam)["parameters"] == pytest.approx(4 * 4 * n_params, rel=0.01)  # params, grads, mu, nu
     assert estimate(adam.replace(optimizer="sgd", momentum=0.0))["parameters"] == estimate(adam)["parameters"] // 2
@@ -157,49 +160,55 @@ def test_one_path_for_every_entry_point(one_line_errors, tmp_path):
 @pytest.mark.slow
 def test_memory_benchmark_flags(one_line_errors, blocked, tmp_path):
     m = "benchmarks.memory"
-    one_line_errors([
-        (m, ["--preset=nope"], "--preset=nope: value should be one of <full|quick>"),
-        (m, ["--preset=quick", "--cells=nope"], "--cells=nope: unknown cell 'nope'"),
-        (m, ["--preset=quick", "--cells=rnn,rnn"], "--cells='rnn,rnn': rnn given more than once"),
-        (m, ["--preset=quick", "--remat=-5"], "--remat=-5: must be an integer in [0, 199]"),
-        (m, ["--preset=quick", f"--out={blocked}/memory.md"], f"--out={blocked}/memory.md: not writable"),
-        (m, ["--preset=quick", "stray"], "unexpected positional arguments ['stray']"),
-        (m, ["--preset=quick", f"--out={tmp_path}"], f"--out={tmp_path}: is a folder"),
-    ])  # fmt: skip
+    one_line_errors(
+        [
+            (m, ["--preset=nope"], "--preset=nope: value should be one of <full|quick>"),
+            (m, ["--preset=quick", "--cells=nope"], "--cells=nope: unknown cell 'nope'"),
+            (m, ["--preset=quick", "--cells=rnn,rnn"], "--cells='rnn,rnn': rnn given more than once"),
+            (m, ["--preset=quick", "--remat=-5"], "--remat=-5: must be an integer in [0, 199]"),
+            (m, ["--preset=quick", f"--out={blocked}/memory.md"], f"--out={blocked}/memory.md: not writable"),
+            (m, ["--preset=quick", "stray"], "unexpected positional arguments ['stray']"),
+            (m, ["--preset=quick", f"--out={tmp_path}"], f"--out={tmp_path}: is a folder"),
+        ]
+    )
 
 
 @pytest.mark.slow
 def test_conformance_sizes_are_validated_before_any_check(one_line_errors):
     m = "experiments.conformance"
-    one_line_errors([
-        (m, ["lstm", "--hidden_size=0"], "--hidden_size=0: must be an integer in [1, 4096]"),
-        (m, ["lstm", "--hidden_size=1000000"], "--hidden_size=1000000: must be an integer in [1, 4096]"),
-        (m, ["lstm", "--input_size=0"], "--input_size=0: must be an integer in [1, 4096]"),
-        (m, ["lstm", "--batch=0"], "--batch=0: must be an integer in [1, 1024]"),
-        (m, ["lstm", "--seq_len=1"], "--seq_len=1: must be an integer in [2, 1000]"),
-        (m, [], "no cell to check; usage: python -m experiments.conformance"),
-        # options the cell refuses are a bad flag, not a failed check (a case found by adversarial testing)
-        (m, ["lru", "--cell_options=r_min"], "--cell_options=r_min: malformed option 'r_min'"),
-        (m, ["lru", "--cell_options=foo=1"], "--cell_options=foo=1: cell 'lru' has no option foo"),
-        (m, ["lru", "--cell_options=r_min=2"], "--cell_options=r_min=2: cell 'lru' rejected options"),
-    ])  # fmt: skip
+    one_line_errors(
+        [
+            (m, ["lstm", "--hidden_size=0"], "--hidden_size=0: must be an integer in [1, 4096]"),
+            (m, ["lstm", "--hidden_size=1000000"], "--hidden_size=1000000: must be an integer in [1, 4096]"),
+            (m, ["lstm", "--input_size=0"], "--input_size=0: must be an integer in [1, 4096]"),
+            (m, ["lstm", "--batch=0"], "--batch=0: must be an integer in [1, 1024]"),
+            (m, ["lstm", "--seq_len=1"], "--seq_len=1: must be an integer in [2, 1000]"),
+            (m, [], "no cell to check; usage: python -m experiments.conformance"),
+            # options the cell refuses are a bad flag, not a failed check (a case found by adversarial testing)
+            (m, ["lru", "--cell_options=r_min"], "--cell_options=r_min: malformed option 'r_min'"),
+            (m, ["lru", "--cell_options=foo=1"], "--cell_options=foo=1: cell 'lru' has no option foo"),
+            (m, ["lru", "--cell_options=r_min=2"], "--cell_options=r_min=2: cell 'lru' rejected options"),
+        ]
+    )
 
 
 @pytest.mark.slow
 def test_tables_flags(one_line_errors, blocked, tmp_path):
     m, out = "benchmarks.tables", f"--results_dir={tmp_path}"
-    one_line_errors([
-        (m, ["--steps=0", out], "--steps=0: must be an integer in [1, "),
-        (m, ["--steps=-5", out], "--steps=-5: must be an integer in [1, "),
-        (m, ["--seq_lens=²", out], "--seq_lens='²': must be a comma-separated list of integers"),
-        (m, ["--seq_lens=50,1", out], "--seq_lens (T=1): must be an integer in [2, "),
-        (m, ["--table=gradients", "--steps=500", out], "--steps: does not apply to --table=gradients"),
-        (m, ["--table=adding", "--task=copy", out], "--task=copy: its table is named after it; give --task or"),
-        (m, ["--table=gradients", "--preset=long", out], "--table=gradients: --preset=long has no gradients table"),
-        (m, ["--table=addition", out], "--table='addition': must be one of adding, associative_recall, copy, "),
-        (m, ["--results_dir="], "--results_dir='': must name a folder"),
-        (m, [f"--results_dir={blocked}"], f"--results_dir={blocked}/adding: not writable"),
-    ])  # fmt: skip
+    one_line_errors(
+        [
+            (m, ["--steps=0", out], "--steps=0: must be an integer in [1, "),
+            (m, ["--steps=-5", out], "--steps=-5: must be an integer in [1, "),
+            (m, ["--seq_lens=²", out], "--seq_lens='²': must be a comma-separated list of integers"),
+            (m, ["--seq_lens=50,1", out], "--seq_lens (T=1): must be an integer in [2, "),
+            (m, ["--table=gradients", "--steps=500", out], "--steps: does not apply to --table=gradients"),
+            (m, ["--table=adding", "--task=copy", out], "--task=copy: its table is named after it; give --task or"),
+            (m, ["--table=gradients", "--preset=long", out], "--table=gradients: --preset=long has no gradients table"),
+            (m, ["--table=addition", out], "--table='addition': must be one of adding, associative_recall, copy, "),
+            (m, ["--results_dir="], "--results_dir='': must name a folder"),
+            (m, [f"--results_dir={blocked}"], f"--results_dir={blocked}/adding: not writable"),
+        ]
+    )
     assert [p.name for p in tmp_path.iterdir()] == ["file"]  # nothing but the blocker
 
 
@@ -214,10 +223,12 @@ def test_tables_find_changed_settings_at_every_point_before_training_any(one_lin
     damaged.mkdir(parents=True)
     (damaged / "config.json").write_text("[]")
     args = ["--table=adding", "--preset=smoke"]
-    one_line_errors([
-        ("benchmarks.tables", [*args, f"--results_dir={tmp_path}"], f"--results_dir={last} holds a run with other"),
-        ("benchmarks.tables", [*args, f"--results_dir={tmp_path / 'damaged'}"], f"--results_dir={damaged}: "),
-    ])  # fmt: skip
+    one_line_errors(
+        [
+            ("benchmarks.tables", [*args, f"--results_dir={tmp_path}"], f"--results_dir={last} holds a run with other"),
+            ("benchmarks.tables", [*args, f"--results_dir={tmp_path / 'damaged'}"], f"--results_dir={damaged}: "),
+        ]
+    )
     assert [p.name for p in (tmp_path / "adding").iterdir()] == ["gru_T12"]  # rnn_T6 ... were not trained
     assert [p.name for p in last.iterdir()] == ["config.json"]
 
@@ -225,15 +236,25 @@ def test_tables_find_changed_settings_at_every_point_before_training_any(one_lin
 @pytest.mark.slow
 def test_speed_flags_are_checked_before_timing(one_line_errors, blocked):
     m = "benchmarks.speed"
-    one_line_errors([
-        (m, ["--preset=quick", "--min_round_s=inf"], "--min_round_s=inf: must be a number of seconds in [0, 3600]"),
-        (m, ["--preset=quick", "--min_round_s=nan"], "--min_round_s=nan: must be a number of seconds"),
-        (m, ["--preset=quick", f"--out={blocked}/speed.md"], f"--out={blocked}/speed.md: not writable"),
-        (m, ["--preset=quick", "--settings=100000x40x8"], "--settings: B=100000 T=40 H=8 (rnn): --batch_size=100000"),
-        (m, ["--preset=quick", "--settings=4x40x100000"], "--settings: B=4 T=40 H=100000 (rnn): --hidden_size"),
-        (m, ["--preset=quick", "--seeds_setting=4x30x0"], "--seeds_setting: '4x30x0' needs"),
-        (m, ["--preset=quick", "--seed_counts=1,²"], "--seed_counts='1,²': must be a comma-separated list of integers"),
-    ])  # fmt: skip
+    one_line_errors(
+        [
+            (m, ["--preset=quick", "--min_round_s=inf"], "--min_round_s=inf: must be a number of seconds in [0, 3600]"),
+            (m, ["--preset=quick", "--min_round_s=nan"], "--min_round_s=nan: must be a number of seconds"),
+            (m, ["--preset=quick", f"--out={blocked}/speed.md"], f"--out={blocked}/speed.md: not writable"),
+            (
+                m,
+                ["--preset=quick", "--settings=100000x40x8"],
+                "--settings: B=100000 T=40 H=8 (rnn): --batch_size=100000",
+            ),
+            (m, ["--preset=quick", "--settings=4x40x100000"], "--settings: B=4 T=40 H=100000 (rnn): --hidden_size"),
+            (m, ["--preset=quick", "--seeds_setting=4x30x0"], "--seeds_setting: '4x30x0' needs"),
+            (
+                m,
+                ["--preset=quick", "--seed_counts=1,²"],
+                "--seed_counts='1,²': must be a comma-separated list of integers",
+            ),
+        ]
+    )
 
 
 @pytest.mark.slow
@@ -244,16 +265,22 @@ def test_names_empty_workdirs_damaged_configs_and_memory(one_line_errors, tmp_pa
     (tmp_path / "compare" / "rnn_T100").mkdir(parents=True)
     (tmp_path / "compare" / "rnn_T100" / "config.json").write_text("[]")
     huge_lstm = ["--cell=lstm", "--hidden_size=65536", "--seq_len=2", "--batch_size=1", "--num_seeds=8"]
-    one_line_errors([
-        ("experiments.compare", ["--cells=lstm,nope", f"--workdir={tmp_path / 'w'}"], "--cells=lstm,nope (nope): "),
-        ("experiments.compare", ["--workdir="], "--workdir='': must name a folder"),
-        ("experiments.train", ["--workdir="], "--workdir='': must name a folder"),
-        ("experiments.gradients", ["--workdir="], "--workdir='': must name a folder"),
-        ("experiments.train", [f"--workdir={tmp_path / 'empty'}"], f"--workdir={tmp_path / 'empty'}: "),
-        ("experiments.train", [f"--workdir={tmp_path / 'invalid'}"], f"--workdir={tmp_path / 'invalid'}: "),
-        ("experiments.compare", [f"--workdir={tmp_path / 'compare'}"], f"--workdir={tmp_path / 'compare'}/rnn_T100: "),
-        ("experiments.gradients", [f"--from_workdirs={tmp_path / 'list'}"], "--from_workdirs: "),
-        ("experiments.train", [*huge_lstm, f"--workdir={tmp_path / 'w'}"], "--hidden_size=65536: parameters"),
-        ("experiments.gradients", ["--seq_len=100000", "--batch=65536", "--cells=rnn"], "--batch=65536: gradient"),
-    ])  # fmt: skip
+    one_line_errors(
+        [
+            ("experiments.compare", ["--cells=lstm,nope", f"--workdir={tmp_path / 'w'}"], "--cells=lstm,nope (nope): "),
+            ("experiments.compare", ["--workdir="], "--workdir='': must name a folder"),
+            ("experiments.train", ["--workdir="], "--workdir='': must name a folder"),
+            ("experiments.gradients", ["--workdir="], "--workdir='': must name a folder"),
+            ("experiments.train", [f"--workdir={tmp_path / 'empty'}"], f"--workdir={tmp_path / 'empty'}: "),
+            ("experiments.train", [f"--workdir={tmp_path / 'invalid'}"], f"--workdir={tmp_path / 'invalid'}: "),
+            (
+                "experiments.compare",
+                [f"--workdir={tmp_path / 'compare'}"],
+                f"--workdir={tmp_path / 'compare'}/rnn_T100: ",
+            ),
+            ("experiments.gradients", [f"--from_workdirs={tmp_path / 'list'}"], "--from_workdirs: "),
+            ("experiments.train", [*huge_lstm, f"--workdir={tmp_path / 'w'}"], "--hidden_size=65536: parameters"),
+            ("experiments.gradients", ["--seq_len=100000", "--batch=65536", "--cells=rnn"], "--batch=65536: gradient"),
+        ]
+    )
     assert not (tmp_path / "w").exists()  # nothing is created for a run that is refused

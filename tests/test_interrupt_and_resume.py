@@ -25,9 +25,16 @@ from tests.helpers import ROOT
 from tests.helpers import metrics_without_timing as evals
 
 RUN = Config(
-    cell="gru", task="adding", seq_len=8, hidden_size=8, batch_size=8, steps=600,
-    eval_every=50, eval_size=16, checkpoint_every=100,
-)  # fmt: skip
+    cell="gru",
+    task="adding",
+    seq_len=8,
+    hidden_size=8,
+    batch_size=8,
+    steps=600,
+    eval_every=50,
+    eval_size=16,
+    checkpoint_every=100,
+)
 RUN_FLAGS = [f"--{k}={v}" for k, v in RUN.to_dict().items() if k != "cell_options"]
 
 

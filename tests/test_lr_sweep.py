@@ -24,9 +24,18 @@ from tests.helpers import ROOT, final_params
 
 RATES = (1e-3, 1e-2)
 SWEEP = Config(
-    cell="gru", task="adding", seq_len=8, hidden_size=8, batch_size=8, steps=20, eval_every=10, eval_size=16,
-    checkpoint_every=0, num_seeds=2, learning_rate=RATES,
-)  # fmt: skip
+    cell="gru",
+    task="adding",
+    seq_len=8,
+    hidden_size=8,
+    batch_size=8,
+    steps=20,
+    eval_every=10,
+    eval_size=16,
+    checkpoint_every=0,
+    num_seeds=2,
+    learning_rate=RATES,
+)
 # float32 rounding of a member computed among 4 members or among 2: measured bit-identical on CPU (tolerances 0
 # pass, jax 0.10.2); the margin is for backends whose kernels depend on the batch size
 RTOL, ATOL = 1e-6, 1e-7
@@ -108,7 +117,10 @@ def test_members_bound_devices_and_memory(monkeypatch):
     with pytest.raises(ConfigError, match=r"^--num_seeds=2 is not a multiple of --num_devices=3: each device trains"):
         validate(SWEEP.replace(learning_rate=1e-3, num_devices=3))  # the wording without a sweep is unchanged
     exp = Experiment(SWEEP)
-    estimate = lambda c: config_module.memory_estimate(c, exp.model, exp.task, 32)  # noqa: E731
+
+    def estimate(c):
+        return config_module.memory_estimate(c, exp.model, exp.task, 32)
+
     single, sweep = estimate(SWEEP.replace(learning_rate=1e-3)), estimate(SWEEP)
     for part in ("activations", "batch", "parameters", "diagnostics"):
         assert sweep[part] == 2 * single[part]
@@ -145,10 +157,17 @@ def test_results_choose_on_the_validation_split_not_the_test_split():
     key = exp.task.headline
     test, valid = {1e-3: 0.9, 1e-2: 0.1}, {1e-3: 0.2, 1e-2: 0.8}
     history = [
-        {"step": 20, "seed": seed, "learning_rate": rate, "eval_loss": test[rate], "eval_ratio": test[rate],
-         "valid_loss": valid[rate], "valid_ratio": valid[rate]}
+        {
+            "step": 20,
+            "seed": seed,
+            "learning_rate": rate,
+            "eval_loss": test[rate],
+            "eval_ratio": test[rate],
+            "valid_loss": valid[rate],
+            "valid_ratio": valid[rate],
+        }
         for seed, rate in exp.members
-    ]  # fmt: skip
+    ]
     state = types.SimpleNamespace(diverged_at=np.full(4, -1))
     results = run_results(exp, state, history, 20, {}, None)
     assert results["best_learning_rate"] == 1e-3 and results["learning_rates"] == [1e-3, 1e-2]
@@ -249,9 +268,13 @@ def test_a_sweep_sharded_over_two_devices_equals_one_device(sweep, tmp_path):
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
     config = json.dumps(SWEEP.replace(tensorboard=False).to_dict())
     proc = subprocess.run(
-        [sys.executable, "-c", SHARDED, str(tmp_path), config], cwd=ROOT, env=env, capture_output=True, text=True,
+        [sys.executable, "-c", SHARDED, str(tmp_path), config],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=300,
-    )  # fmt: skip
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     execution = json.loads(proc.stdout.strip().splitlines()[-1])
     assert execution["num_devices"] == 2 and execution["members"] == 4 and execution["seeds_per_device"] == 2

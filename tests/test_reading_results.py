@@ -82,8 +82,10 @@ def test_status_and_render_import_nothing_a_results_file_names(trained, tmp_path
     planted.write_text(f"open({str(marker)!r}, 'w').close()\nclass Task: pass\nclass Cell: pass\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     workdir = copy_point(trained, tmp_path, BASE)
-    edit_json(workdir / "results.json", lambda r: r.update(task="planted_by_a_collaborator:Task",
-                                                           cell="planted_by_a_collaborator:Cell"))  # fmt: skip
+    edit_json(
+        workdir / "results.json",
+        lambda r: r.update(task="planted_by_a_collaborator:Task", cell="planted_by_a_collaborator:Cell"),
+    )
     configs = {BASE: CONFIGS[BASE]}
     status = point_status("adding", CONFIGS[BASE], workdir)
     assert status.state == "finished" and status.line.startswith("finished: ")
@@ -102,8 +104,11 @@ def test_a_planted_lock_is_refused_and_the_file_it_points_at_is_untouched(tmp_pa
     victim.write_text("precious\n")
     workdir.mkdir()
     lock = workdir / ".lock"
-    {"symlink": lambda: lock.symlink_to("../victim.txt"), "hardlink": lambda: os.link(victim, lock),
-     "fifo": lambda: os.mkfifo(lock)}[kind]()  # fmt: skip
+    {
+        "symlink": lambda: lock.symlink_to("../victim.txt"),
+        "hardlink": lambda: os.link(victim, lock),
+        "fifo": lambda: os.mkfifo(lock),
+    }[kind]()
     refused = rf"^--workdir={workdir}: (cannot open|refusing) its lock file .*; move it"
     with pytest.raises(ConfigError, match=refused), workdir_lock(workdir):
         pass
@@ -267,8 +272,9 @@ def test_plots_draw_zeros_nan_and_empty_series(tmp_path):
     nan = float("nan")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # matplotlib's about the gaps; what matters is that a file is written
-        plots.plot_learning_curves({"a": ([0, 10], np.zeros((2, 2))), "b": ([], np.zeros(0))}, 0.0, "MSE",
-                                   tmp_path / "curves.png")  # fmt: skip
+        plots.plot_learning_curves(
+            {"a": ([0, 10], np.zeros((2, 2))), "b": ([], np.zeros(0))}, 0.0, "MSE", tmp_path / "curves.png"
+        )
         plots.plot_learning_curves({"a": ([0, 10], np.array([[nan], [np.inf]]))}, 1.0, "ratio", tmp_path / "r.png")
         plots.plot_metric_vs_length([10, 20], {"a": [[nan], [nan]], "b": [[], [0.0]]}, 0.0, "MSE", tmp_path / "v.png")
         plots.plot_jacobian_sigma([{"label": "a", "distance": [], "sigma": [], "std": []}], tmp_path / "j.png", "t")
@@ -381,8 +387,13 @@ def test_a_signal_while_points_are_checked_is_one_line(tmp_path, module, args, s
         f"import os, signal\nos.kill(os.getpid(), signal.{sig})\nimport time\ntime.sleep(5)\nCell = None\n"
     )
     folder = "--results_dir" if module == "benchmarks.tables" else "--workdir"
-    proc = run(module, *args, "--cells=signalling_cell:Cell", f"{folder}={tmp_path / 'out'}",
-               env={"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})  # fmt: skip
+    proc = run(
+        module,
+        *args,
+        "--cells=signalling_cell:Cell",
+        f"{folder}={tmp_path / 'out'}",
+        env={"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"},
+    )
     assert proc.returncode == 128 + signal.Signals[sig].value, proc.stderr[-3000:]
     assert proc.stderr.strip().splitlines() == [
         f"error: {sig} received while {doing}; nothing was trained; rerun the same command"
@@ -461,14 +472,16 @@ def _a_file_instead_of_the_point(d: Path) -> None:
     ("damage", "line"),
     [
         (_config_steps_a_string, 'damaged: config.json: "steps" must be an integer, not "2"'),
-        (lambda d: edit_json(d / "results.json", lambda r: r.update(seeds=[])),
-         'damaged: results.json: "seeds" must be a non-empty list, not []'),
+        (
+            lambda d: edit_json(d / "results.json", lambda r: r.update(seeds=[])),
+            'damaged: results.json: "seeds" must be a non-empty list, not []',
+        ),
         (_results_link_to_a_device, "damaged: results.json: a symbolic link where the run keeps a file"),
         (_metrics_a_fifo, "damaged: metrics.jsonl: a FIFO where the run keeps a file"),
         (_results_nested_too_deeply, "damaged: results.json: not JSON that can be read: nested too deeply"),
         (_a_file_instead_of_the_point, "damaged: a file where the point's folder goes"),
     ],
-)  # fmt: skip
+)
 def test_status_neither_hangs_nor_crashes_on_a_hostile_point_and_training_refuses_it(trained, tmp_path, damage, line):
     workdir = copy_point(trained, tmp_path, BASE)
     damage(workdir)

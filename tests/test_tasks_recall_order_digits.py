@@ -196,9 +196,13 @@ def test_associative_recall_metrics_of_a_perfect_and_a_memoryless_predictor():
 
 
 @pytest.mark.parametrize(
-    "variant, T, ranges", [("6a", 100, [(10, 20), (50, 60)]), ("6b", 100, [(10, 20), (33, 43), (66, 76)]),
-                           ("6a", 210, [(21, 42), (105, 126)])],
-)  # fmt: skip
+    "variant, T, ranges",
+    [
+        ("6a", 100, [(10, 20), (50, 60)]),
+        ("6b", 100, [(10, 20), (33, 43), (66, 76)]),
+        ("6a", 210, [(21, 42), (105, 126)]),
+    ],
+)
 def test_temporal_order_layout_matches_the_paper(variant, T, ranges):
     task = TemporalOrder(T, variant=variant)
     assert task.ranges == tuple(ranges) and task.num_outputs == 2 ** len(ranges) and task.input_size == 8
@@ -322,8 +326,11 @@ def test_sampling_is_a_pure_function_of_the_key():
     """Two traces give the same program, constants included (no state, no host randomness), and the
     compiled program gives the same batch for the same key."""
     tasks = {  # the tasks and batch sizes of the tests above: their samplers are compiled already
-        SC: SC_DRAW, AR: AR_DRAW, TemporalOrder(100): 4000, PermutedDigits(64): DIGITS_DRAW,
-    }  # fmt: skip
+        SC: SC_DRAW,
+        AR: AR_DRAW,
+        TemporalOrder(100): 4000,
+        PermutedDigits(64): DIGITS_DRAW,
+    }
     for task, B in tasks.items():
         first, second = (jax.make_jaxpr(lambda key, task=task, B=B: task.sample(key, B))(KEY) for _ in range(2))
         assert str(first.jaxpr) == str(second.jaxpr) and len(first.consts) == len(second.consts)
@@ -367,21 +374,41 @@ def test_options_by_name():
     assert make_task("temporal_order", 100, "variant=6b").num_outputs == 8
     assert SelectiveCopy.options() == ("num_symbols", "vocab_size") and TemporalOrder.options() == ("variant",)
     assert AssociativeRecall.options() == (
-        "num_kv_pairs", "vocab_size", "num_queries", "power_a", "random_non_queries",
-    )  # fmt: skip
+        "num_kv_pairs",
+        "vocab_size",
+        "num_queries",
+        "power_a",
+        "random_non_queries",
+    )
     assert Digits.options() == PermutedDigits.options() == ()
 
 
 @pytest.mark.parametrize(
     "task, seq_len, options",
-    [("selective_copy", 12, "num_symbols=2,vocab_size=6"), ("associative_recall", 8, "num_kv_pairs=2,vocab_size=8"),
-     ("temporal_order", 20, ""), ("digits", 64, ""), ("permuted_digits", 64, "")],
-)  # fmt: skip
+    [
+        ("selective_copy", 12, "num_symbols=2,vocab_size=6"),
+        ("associative_recall", 8, "num_kv_pairs=2,vocab_size=8"),
+        ("temporal_order", 20, ""),
+        ("digits", 64, ""),
+        ("permuted_digits", 64, ""),
+    ],
+)
 def test_trains_end_to_end(tmp_path, task, seq_len, options):
     config = Config(
-        cell="rnn", task=task, task_options=options, seq_len=seq_len, hidden_size=8, batch_size=8, steps=2,
-        eval_every=2, eval_size=16, checkpoint_every=0, tensorboard=False, sequence_path="step", unroll=1,
-    )  # fmt: skip
+        cell="rnn",
+        task=task,
+        task_options=options,
+        seq_len=seq_len,
+        hidden_size=8,
+        batch_size=8,
+        steps=2,
+        eval_every=2,
+        eval_size=16,
+        checkpoint_every=0,
+        tensorboard=False,
+        sequence_path="step",
+        unroll=1,
+    )
     results = train_and_evaluate(config, tmp_path)
     final = results["seeds"][0]["final"]
     assert results["steps_done"] == 2 and np.isfinite(final["loss"]) and results["baseline"] > 0

@@ -20,9 +20,16 @@ from tests.helpers import eval_records as evals
 from tests.helpers import final_params
 
 TINY = Config(
-    cell="gru", task="adding", seq_len=8, hidden_size=8, batch_size=8, steps=20,
-    eval_every=10, eval_size=16, checkpoint_every=0,
-)  # fmt: skip
+    cell="gru",
+    task="adding",
+    seq_len=8,
+    hidden_size=8,
+    batch_size=8,
+    steps=20,
+    eval_every=10,
+    eval_size=16,
+    checkpoint_every=0,
+)
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +123,10 @@ def test_remat_gives_the_same_outputs_and_gradients():
     x = jax.random.normal(jax.random.PRNGKey(0), (3, 11, 2))
     plain, remat = SequenceModel(cell, 2, "all"), SequenceModel(cell, 2, "all", remat=4)
     params = plain.init(jax.random.PRNGKey(1), x)
-    loss = lambda m: lambda p: jnp.sum(m.apply(p, x) ** 2)  # noqa: E731
+
+    def loss(m):
+        return lambda p: jnp.sum(m.apply(p, x) ** 2)
+
     np.testing.assert_allclose(remat.apply(params, x), plain.apply(params, x), rtol=1e-6, atol=1e-6)
     g_plain, g_remat = jax.grad(loss(plain))(params), jax.grad(loss(remat))(params)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), g_remat, g_plain)
@@ -125,16 +135,22 @@ def test_remat_gives_the_same_outputs_and_gradients():
 @pytest.mark.parametrize(
     "change, flag",
     [
-        ({"seq_len": 0}, "--seq_len"), ({"hidden_size": -3}, "--hidden_size"),
+        ({"seq_len": 0}, "--seq_len"),
+        ({"hidden_size": -3}, "--hidden_size"),
         ({"learning_rate": float("nan")}, "--learning_rate"),
-        ({"learning_rate": -1.0}, "--learning_rate"), ({"optimizer": "adagrad"}, "--optimizer=.*adam, rmsprop, sgd"),
-        ({"cell": "lstn"}, "--cell.*registered: rnn, irnn, lstm"), ({"task": "coppy"}, "--task.*copy, adding"),
-        ({"cell": "no_such_module:Cell"}, "--cell.*cannot import"), ({"cell": "cells:"}, "--cell.*malformed"),
+        ({"learning_rate": -1.0}, "--learning_rate"),
+        ({"optimizer": "adagrad"}, "--optimizer=.*adam, rmsprop, sgd"),
+        ({"cell": "lstn"}, "--cell.*registered: rnn, irnn, lstm"),
+        ({"task": "coppy"}, "--task.*copy, adding"),
+        ({"cell": "no_such_module:Cell"}, "--cell.*cannot import"),
+        ({"cell": "cells:"}, "--cell.*malformed"),
         ({"cell_options": "forget_bias"}, "--cell_options.*malformed"),
         ({"cell_options": "depth=2"}, "--cell_options.*forget_bias"),
-        ({"clip_norm": -1.0}, "--clip_norm"), ({"momentum": 1.0}, "--momentum"), ({"num_seeds": 0}, "--num_seeds"),
+        ({"clip_norm": -1.0}, "--clip_norm"),
+        ({"momentum": 1.0}, "--momentum"),
+        ({"num_seeds": 0}, "--num_seeds"),
     ],
-)  # fmt: skip
+)
 def test_bad_config_names_the_flag(change, flag):
     with pytest.raises(ConfigError, match=flag):
         validate(TINY.replace(**{"cell": "lstm", **change}))

@@ -25,9 +25,16 @@ from tests.helpers import ROOT
 from tests.helpers import metrics_without_timing as evals
 
 CFG = Config(
-    cell="gru", task="adding", seq_len=8, hidden_size=8, batch_size=8, steps=60,
-    eval_every=20, eval_size=16, checkpoint_every=10,
-)  # fmt: skip
+    cell="gru",
+    task="adding",
+    seq_len=8,
+    hidden_size=8,
+    batch_size=8,
+    steps=60,
+    eval_every=20,
+    eval_size=16,
+    checkpoint_every=10,
+)
 
 
 def flags_of(config: Config) -> list[str]:

@@ -39,7 +39,11 @@ def test_a_task_from_outside_the_repo_gets_its_table(tmp_path):
 
     bad = subprocess.run(
         [*cmd[:3], "--preset=smoke", "--task=outside_tasks:FirstSymbol", "--task_options=num_symbols=99"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert bad.returncode == 2 and "--task_options=num_symbols=99" in bad.stderr and "[2, 8]" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1

@@ -72,24 +72,29 @@ def test_seeds_past_int32_are_refused_before_anything_is_written(tmp_path):
 def test_seed_and_number_flags_are_one_line_errors_in_every_entry_point(one_line_errors, tmp_path):
     work = str(tmp_path / "w")
     train = ["--cell=rnn", "--seq_len=5", "--hidden_size=4", "--steps=2", f"--workdir={work}"]
-    one_line_errors([
-        ("experiments.train", [*train, "--seed=2147483647", "--num_seeds=2"], "--seed=2147483647 --num_seeds=2"),
-        ("experiments.gradients", ["--cells=rnn", "--seed=2147483647", "--num_seeds=2", f"--workdir={work}"],
-         "--seed=2147483647 --num_seeds=2"),
-        ("experiments.train", [*train, "--seed=١"], "--seed=١: not an integer"),  # an Arabic-Indic one
-        ("experiments.train", [*train, "--steps=1_000"], "--steps=1_000: not an integer"),
-        ("experiments.train", [*train, "--learning_rate=1_0e-3"], "--learning_rate=1_0e-3: must be"),
-        ("experiments.train", [*train, "--clip_norm=1_0"], "--clip_norm=1_0: not a number"),
-        ("experiments.train", [*train, "--learning_rate=1e-46"], "--learning_rate=1e-46: 1e-46 is 0.0 in float32"),
-        ("experiments.gradients", ["--batch=1_6", f"--workdir={work}"], "--batch=1_6: not an integer"),
-        ("experiments.conformance", ["rnn", "--hidden_size=0x10"], "--hidden_size=0x10: not an integer"),
-        ("benchmarks.speed", ["--rounds=٣"], "--rounds=٣: not an integer"),
-        ("benchmarks.speed", ["--seed_counts=1,01"], "--seed_counts='1,01': 1 given more than once"),
-        ("benchmarks.speed", ["--settings=4x24x8,04x24x8"], "--settings='4x24x8,04x24x8': B=4 T=24 H=8 repeats"),
-        ("benchmarks.speed", ["--settings=4x2٤x8"], "--settings: '4x2٤x8' is not BxTxH"),
-        ("benchmarks.tables", ["--preset=smoke", "--seq_lens=١٠"], "--seq_lens='١٠': must be"),
-        ("experiments.train", [*train, "--cell_options=activation=relu,x=1_0"], "--cell_options: option x='1_0'"),
-    ])  # fmt: skip
+    one_line_errors(
+        [
+            ("experiments.train", [*train, "--seed=2147483647", "--num_seeds=2"], "--seed=2147483647 --num_seeds=2"),
+            (
+                "experiments.gradients",
+                ["--cells=rnn", "--seed=2147483647", "--num_seeds=2", f"--workdir={work}"],
+                "--seed=2147483647 --num_seeds=2",
+            ),
+            ("experiments.train", [*train, "--seed=١"], "--seed=١: not an integer"),  # an Arabic-Indic one
+            ("experiments.train", [*train, "--steps=1_000"], "--steps=1_000: not an integer"),
+            ("experiments.train", [*train, "--learning_rate=1_0e-3"], "--learning_rate=1_0e-3: must be"),
+            ("experiments.train", [*train, "--clip_norm=1_0"], "--clip_norm=1_0: not a number"),
+            ("experiments.train", [*train, "--learning_rate=1e-46"], "--learning_rate=1e-46: 1e-46 is 0.0 in float32"),
+            ("experiments.gradients", ["--batch=1_6", f"--workdir={work}"], "--batch=1_6: not an integer"),
+            ("experiments.conformance", ["rnn", "--hidden_size=0x10"], "--hidden_size=0x10: not an integer"),
+            ("benchmarks.speed", ["--rounds=٣"], "--rounds=٣: not an integer"),
+            ("benchmarks.speed", ["--seed_counts=1,01"], "--seed_counts='1,01': 1 given more than once"),
+            ("benchmarks.speed", ["--settings=4x24x8,04x24x8"], "--settings='4x24x8,04x24x8': B=4 T=24 H=8 repeats"),
+            ("benchmarks.speed", ["--settings=4x2٤x8"], "--settings: '4x2٤x8' is not BxTxH"),
+            ("benchmarks.tables", ["--preset=smoke", "--seq_lens=١٠"], "--seq_lens='١٠': must be"),
+            ("experiments.train", [*train, "--cell_options=activation=relu,x=1_0"], "--cell_options: option x='1_0'"),
+        ]
+    )
     assert not (tmp_path / "w").exists()
 
 
@@ -194,9 +199,11 @@ def test_a_module_that_raises_or_exits_at_import_is_a_value_error_naming_it(user
 def test_entry_points_exit_non_zero_in_one_line_on_a_module_that_exits_at_import(user_modules, tmp_path):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": f"{user_modules}{os.pathsep}{ROOT}"}
     work = tmp_path / "w"
-    run = lambda *args: subprocess.run(  # noqa: E731
-        [sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
+
+    def run(*args):
+        cmd = [sys.executable, "-m", *args]
+        return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
     train = run("experiments.train", "--cell=rv_exits_at_import:Cell", "--seq_len=5", f"--workdir={work}")
     assert train.returncode == 2 and train.stderr.strip().splitlines() == [
         "error: --cell: cannot import 'rv_exits_at_import' (from 'rv_exits_at_import:Cell'): it called sys.exit(0)"
@@ -256,11 +263,17 @@ def test_a_cell_without_params_is_refused_naming_the_collection():
 @pytest.mark.slow
 def test_gradients_refuses_flags_it_would_ignore(one_line_errors, tmp_path):
     out = f"--workdir={tmp_path / 'g'}"
-    one_line_errors([
-        ("experiments.gradients", ["--from_workdirs=runs/x", "--hidden_size=999", out], "--hidden_size: ignored with"),
-        ("experiments.gradients", ["--cells=rnn", "--learning_rate=1e-2", out], "--learning_rate: does not apply"),
-        ("experiments.gradients", ["--cells=rnn", "--batch_size=8", out], "--batch_size: does not apply"),
-    ])  # fmt: skip
+    one_line_errors(
+        [
+            (
+                "experiments.gradients",
+                ["--from_workdirs=runs/x", "--hidden_size=999", out],
+                "--hidden_size: ignored with",
+            ),
+            ("experiments.gradients", ["--cells=rnn", "--learning_rate=1e-2", out], "--learning_rate: does not apply"),
+            ("experiments.gradients", ["--cells=rnn", "--batch_size=8", out], "--batch_size: does not apply"),
+        ]
+    )
 
 
 # ---------------------------------------------------------------- conformance tolerances
