@@ -423,7 +423,7 @@ RECORD_CASES = textwrap.dedent("""\
                 flags.FLAGS.results_dir, flags.FLAGS.status = folder, True
                 tables.apply_record()
             else:
-                reproduce.reproduce(folder, tables)
+                reproduce.reproduce(folder, tables._values(), set(), tables._flag_value, [])
             out.append("accepted")
         except Exception as e:
             out.append(f"{type(e).__name__}: {e}")
