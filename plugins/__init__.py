@@ -174,7 +174,10 @@ def parse_options(text: str) -> dict[str, Any]:
     A number is written by the one rule (`NUMBER_RULE`: `1_000` or `١` is refused, not read as 1000 or as a
     string); `inf`, `-inf` and `nan` are read as floats (so `check_finite_options` can refuse them)."""
     options: dict[str, Any] = {}
-    for item in filter(None, (s.strip() for s in text.split(","))):
+    items = [s.strip() for s in text.split(",")] if text.strip() else []
+    if "" in items:  # `a=1,,b=2` or `,,`: a lost option, not none (list flags refuse empty entries too)
+        raise ValueError(f"empty option in {text!r}; expected key=value[,key=value...]")
+    for item in items:
         key, sep, value = item.partition("=")
         key, value = key.strip(), value.strip()
         if not sep or not key.isidentifier():

@@ -50,6 +50,7 @@ def one_line(e: pytest.ExceptionInfo, prefix: str) -> None:
         (dict(cell_options="=1"), "--cell_options"),
         (dict(cell_options="activation=relu\u200b"), "--cell_options"),  # a zero-width space after relu
         (dict(task_options="x"), "--task_options=x"),
+        (dict(task_options=",,"), "--task_options"),  # was read as no options: the defaults trained
         (dict(lr_multipliers="nosuch=2"), "--lr_multipliers"),
         (dict(rmsprop_decay=1.0), "--rmsprop_decay"),
         (dict(num_devices=4097), "--num_devices"),
@@ -89,7 +90,7 @@ def test_lr_multipliers_refuse_odd_groups(text):
     one_line(e, "--lr_multipliers=")
 
 
-@pytest.mark.parametrize("text", ["a=1,a=2", "a=1_0", "a=١", "1a=2"])
+@pytest.mark.parametrize("text", ["a=1,a=2", "a=1_0", "a=١", "1a=2", ",,", "a=1,,b=2", "a=1,"])
 def test_odd_options_are_one_value_error(text):
     with pytest.raises(ValueError) as e:
         parse_options(text)
