@@ -172,7 +172,9 @@ def _check_cell_runs(config: Config, model: SequenceModel, task: Task) -> None:
             f"one step returns a carry {got} unlike its initial carry {want} (shapes and dtypes must match "
             "for lax.scan)"
         )
-    leaves = [("output", y, jnp.floating)]  # real: the readout and loss are
+    if jnp.issubdtype(y.dtype, jnp.complexfloating):  # the readout and loss are real
+        raise refuse(f"its output is {y.dtype}; it must be real floating (take the real part, as lru does)")
+    leaves = [("output", y, jnp.floating)]
     leaves += [("carry", leaf, jnp.inexact) for leaf in jax.tree.leaves(carry)]  # complex carries are fine
     if bad := [f"its {what} is {leaf.dtype}" for what, leaf, kind in leaves if not jnp.issubdtype(leaf.dtype, kind)]:
         raise refuse(f"{bad[0]}; it must be floating (no gradient flows through integers)")

@@ -179,6 +179,13 @@ class BoolOutput(Base):
         return h, h > 0
 
 
+class ComplexOutput(Base):
+    @nn.compact
+    def __call__(self, h, x):
+        h = jnp.tanh(nn.Dense(self.features)(x) + h)
+        return h, h + 1j * h
+
+
 class NeedsAnOption(Base):
     required: int = None
 
@@ -256,6 +263,7 @@ def plugins(tmp_path_factory):
         ("NoneCarry", "--cell=", "carry None unlike its initial carry"),
         ("DictCarry", "--cell=", "unlike its initial carry"),
         ("BoolOutput", "--cell=", "its output is bool"),
+        ("ComplexOutput", "--cell=", "its output is complex64; it must be real floating"),
         ("NeedsAnOption", "--cell_options", "missing option"),
         ("NOT_A_CLASS", "--cell", "is not a flax.linen cell"),
         ("function_cell", "--cell", "is not a flax.linen cell"),
