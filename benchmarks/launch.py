@@ -35,8 +35,9 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from experiments.grid import point_dir
 from experiments.lock import held_by
-from experiments.sweep import ERROR_FILE, point_dir, record_error
+from experiments.sweep import ERROR_FILE, record_error
 
 LAUNCHERS = ("inline", "local", "slurm")
 JOBS_FOLDER = ".submitit"  # under <results_dir>/<table>/: submitit's pickles and each job's stdout/stderr

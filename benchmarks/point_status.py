@@ -11,8 +11,9 @@ from typing import Any
 from benchmarks.launch import measure
 from benchmarks.slurm import SCHEDULER_TIMEOUT_S, SLURM_JOBS, SlurmQueue, slurm_queue
 from experiments.config import ConfigError
+from experiments.grid import PointKey, point_dir
 from experiments.lock import held_by
-from experiments.sweep import ERROR_FILE, PointKey, point_dir, read_dict
+from experiments.sweep import ERROR_FILE, read_dict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,9 +27,11 @@ def point_status(
 ) -> PointStatus:
     """What a grid point is doing, from its files and its lock (read only: the lock is probed, shared,
     for an instant), and `queue`, what squeue said of the recorded Slurm jobs (`slurm_queue`)."""
+    from experiments.grid import task_of
     from experiments.resume import NotExtendableError, check_resumable, steps_done
     from experiments.schema import DamagedError
-    from experiments.sweep import finished, load_point, point_entry, task_of
+    from experiments.sweep import finished, load_point
+    from experiments.sweep_report import point_entry
 
     now = time.time() if now is None else now
     holder = held_by(workdir) if workdir.is_dir() else None

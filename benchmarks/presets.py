@@ -6,7 +6,7 @@ that task (`benchmarks.tables --task=my_pkg.tasks:MyTask` gets a table with no e
 README (Reproduction tables) and in each cell's docstring.
 """
 
-from experiments.sweep import Sweep
+from experiments.grid import Sweep
 
 CELLS3 = ("rnn", "lstm", "gru")
 MODERN = ("indrnn", "cornn", "lem", "exprnn", "lru", "mingru", "minlstm")

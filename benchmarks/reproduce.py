@@ -27,9 +27,11 @@ from benchmarks.table_run import LAUNCHER_FLAGS, check_launcher, print_written, 
 from benchmarks.table_sweep import cells_flag, table_name, table_sweep
 from experiments import io
 from experiments.config import Config, ConfigError
+from experiments.grid import Sweep, point_dir, task_of
 from experiments.report import markdown_table, mean_std
 from experiments.rules import int_list
-from experiments.sweep import Sweep, _grad_entry, best_members, load_point, point_dir, point_entry, read_dict, task_of
+from experiments.sweep import load_point, read_dict
+from experiments.sweep_report import best_members, grad_entry, point_entry
 from tasks import Task
 
 # flags a reproduction takes from the user; any other sweep flag comes from the table
@@ -201,7 +203,7 @@ def comparison(folder: Path, out: Path, table: str, full: Sweep, sweep: Sweep) -
             seeds = set(range(ours_config.seed, ours_config.seed + ours_config.num_seeds))
             same = [r for r in (theirs or {}).get("diag_init", []) if r["seed"] in seeds]
             theirs_all, ours_all = (theirs or {}).get("diag_init", []), (ours or {}).get("diag_init", [])
-            rows.append([key.row, key.seq_len, _grad_entry(theirs_all), _grad_entry(same), _grad_entry(ours_all)])
+            rows.append([key.row, key.seq_len, grad_entry(theirs_all), grad_entry(same), grad_entry(ours_all)])
             continue
         budget = f" ({theirs_config.steps} steps, {theirs_config.num_seeds} seeds)"
         committed = point_entry(theirs, task, first_line=True) + budget if theirs else "- (not in the table folder)"

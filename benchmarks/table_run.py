@@ -21,19 +21,10 @@ from benchmarks.slurm import SCHEDULER_TIMEOUT_S, SlurmOptions, parse_additional
 from benchmarks.table_record import RECORD, write_record
 from benchmarks.table_sweep import OWN_FIELDS
 from experiments.config import Config, ConfigError, check_workdir
+from experiments.grid import PointKey, Sweep, point_dir, task_of
 from experiments.schema import DamagedError
-from experiments.sweep import (
-    PointKey,
-    Sweep,
-    check_points,
-    exit_on_signal,
-    load_point,
-    point_dir,
-    read_dict,
-    run_inline,
-    task_of,
-    write_report,
-)
+from experiments.sweep import check_points, exit_on_signal, load_point, read_dict, run_inline
+from experiments.sweep_report import write_report
 
 COMMITTED_RESULTS = Path(__file__).resolve().parent.parent / "results"
 DEFAULT_WORKERS = 2

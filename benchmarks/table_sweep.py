@@ -13,8 +13,8 @@ from typing import Any
 from benchmarks import bounds
 from benchmarks.presets import PRESETS
 from experiments.config import ConfigError, parse_learning_rates
+from experiments.grid import Sweep
 from experiments.rules import int_list, split_list
-from experiments.sweep import Sweep
 from tasks import TASKS
 
 TRAINING_ONLY = ("steps", "batch_size", "learning_rate", "optimizer")  # flags the gradients table has no use for

@@ -19,7 +19,9 @@ from absl import flags
 
 from experiments.config import Config
 from experiments.flags import FLAGS, config_from_flags, define_config_flags, list_flag, run
-from experiments.sweep import Sweep, check_points, exit_on_signal, run_inline, write_report
+from experiments.grid import Sweep
+from experiments.sweep import check_points, exit_on_signal, run_inline
+from experiments.sweep_report import write_report
 
 DEFAULTS = Config(task="adding", seq_len=100, hidden_size=64, batch_size=50, steps=2000, eval_every=100)
 NAME = "comparison"

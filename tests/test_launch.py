@@ -20,8 +20,8 @@ from benchmarks.presets import PRESETS
 from experiments import io
 from experiments.checkpoint import saved_steps
 from experiments.config import ConfigError
+from experiments.grid import PointKey, point_dir
 from experiments.lock import held_by, workdir_lock
-from experiments.sweep import PointKey, point_dir
 from experiments.tensorboard import tag
 from tests.helpers import ROOT, logged_step, tensorboard_scalars
 

@@ -13,7 +13,7 @@ from benchmarks.presets import PRESETS
 from cells import make_cell
 from experiments.build import make_optimizer, param_bounds
 from experiments.config import Config
-from experiments.sweep import PointKey
+from experiments.grid import PointKey
 
 
 def test_per_layer_options_give_each_layer_its_value():

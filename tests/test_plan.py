@@ -8,7 +8,7 @@ import pytest
 from benchmarks import plan
 from benchmarks.presets import PRESETS
 from experiments.config import Config
-from experiments.sweep import PointKey
+from experiments.grid import PointKey
 
 
 def _results(config: Config, sessions: list[dict]) -> dict:
@@ -67,7 +67,7 @@ def test_plan_lines_count_remaining_steps_and_totals(tmp_path: Path):
 
 def test_tables_print_the_held_out_sets_own_memoryless_score():
     """Adding's held-out set of 500 sequences at T=1000 scores 0.1585 for the memoryless predictor, not 1/6."""
-    from experiments.sweep import _memoryless_line
+    from experiments.sweep_report import _memoryless_line
 
     line = _memoryless_line(Config(task="adding", eval_size=500), [1000])[0]
     assert "T=1000 0.1585" in line and "(MSE)" in line

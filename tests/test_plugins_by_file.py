@@ -13,7 +13,7 @@ import pytest
 from benchmarks.table_sweep import cells_flag
 from cells import make_cell
 from experiments.config import ConfigError
-from experiments.sweep import Sweep
+from experiments.grid import Sweep
 from experiments.task_checks import check_task
 from plugins import file_module_name, load_object
 from tasks import Adding, make_task

@@ -24,8 +24,10 @@ from benchmarks.table_sweep import OWN_FIELDS
 from experiments import io, plots, schema, sweep
 from experiments.checkpoint import UNREADABLE, ParamsMismatchError, saved_steps
 from experiments.config import Config, ConfigError
+from experiments.grid import PointKey, point_dir, task_of
 from experiments.lock import held_by, workdir_lock
-from experiments.sweep import PointKey, check_points, load_point, point_dir, task_of, write_report
+from experiments.sweep import check_points, load_point
+from experiments.sweep_report import write_report
 from experiments.tensorboard import TensorBoardLog
 from experiments.trainer import train_and_evaluate
 from tests.helpers import ROOT, tensorboard_scalars

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.presets import PRESETS
-from experiments.sweep import PUBLISHED, matches, metric_entry
+from experiments.sweep_report import PUBLISHED, matches, metric_entry
 from tasks import make_task
 from tests.helpers import ROOT
 
@@ -122,7 +122,8 @@ def test_every_preset_is_well_formed_data():
 
 
 def test_the_header_names_each_machine_its_points_trained_on():
-    from experiments.sweep import PointKey, _provenance
+    from experiments.grid import PointKey
+    from experiments.sweep_report import _provenance
 
     def point(backend: str, kind: str, jax_version: str, wall: float) -> dict:
         execution = {"backend": backend, "device_kind": kind}

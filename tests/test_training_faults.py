@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments import gradient_measure, io, sweep, trainer
+from experiments import gradient_measure, grid, io, sweep, sweep_report, trainer
 from experiments.checkpoint import UNREADABLE, saved_steps
 from experiments.config import Config, ConfigError
 from experiments.experiment import Experiment
@@ -270,18 +270,19 @@ def test_tables_skips_a_point_another_process_trains_and_marks_it(tmp_path, caps
         result = sweep.run_point("train", CFG, point)
     assert result == {"busy": f"being trained by another process (pid {os.getpid()})"}
     assert "gru_T8: skipped" in capsys.readouterr().out and not (point / "config.json").exists()
-    assert sweep.point_entry(result, sweep.task_of(CFG)) == f"- (being trained by another process (pid {os.getpid()}))"
+    busy = f"- (being trained by another process (pid {os.getpid()}))"
+    assert sweep_report.point_entry(result, grid.task_of(CFG)) == busy
 
 
 # ----------------------------------------------------------------------------- 6: stopping a sweep
 
 
 def test_a_part_trained_point_is_marked_in_the_table(reference):
-    results, task = {**reference[1], "steps_done": 20, "finished": False}, sweep.task_of(CFG)
-    assert sweep.point_entry({"results": results}, task).startswith("**part-trained: 20/60 steps**<br>")
-    first = sweep.point_entry({"results": results}, task, first_line=True)
+    results, task = {**reference[1], "steps_done": 20, "finished": False}, grid.task_of(CFG)
+    assert sweep_report.point_entry({"results": results}, task).startswith("**part-trained: 20/60 steps**<br>")
+    first = sweep_report.point_entry({"results": results}, task, first_line=True)
     assert first.startswith("**part-trained: 20/60 steps**<br>")
-    assert "part-trained" not in sweep.point_entry({"results": reference[1]}, task)
+    assert "part-trained" not in sweep_report.point_entry({"results": reference[1]}, task)
 
 
 @pytest.mark.slow
