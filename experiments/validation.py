@@ -12,7 +12,8 @@ import jax
 import jax.numpy as jnp
 
 from experiments.build import Parts, build
-from experiments.config import Config, ConfigError, check_memory, lr_multipliers, user_code
+from experiments.config import Config, ConfigError, lr_multipliers, user_code
+from experiments.memory_estimate import check_memory
 from experiments.model import SequenceModel
 from experiments.rules import flag_error
 from plugins import SignalExit, describe_exception
@@ -25,7 +26,7 @@ def validate(config: Config, diagnostics_batch: int | None = None, memory: bool 
     The scalar fields first (`check_fields`, cheap), then what needs the config's parts, built once by
     `experiments.build.build` and returned: the cell traced on one step, the --lr_multipliers groups,
     and the memory the run would take. `diagnostics_batch`: sequences of the gradient diagnostics batch
-    the run will measure (the `--batch` of `experiments.gradients`); None = training's own (`config.DIAG_BATCH`
+    the run will measure (the `--batch` of `experiments.gradients`); None = training's own (`memory_estimate.DIAG_BATCH`
     when --diag_every > 0).
     """
     parts = build(config)  # checks the scalar fields first

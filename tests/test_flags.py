@@ -6,7 +6,7 @@ import json
 import pytest
 from absl import flags
 
-from experiments import config as config_module
+from experiments import memory_estimate as memory_module
 from experiments.cell_checks import check_cell
 from experiments.config import Config, ConfigError, check_out_file, check_workdir
 from experiments.flags import _flag_error, int_list_flag, list_flag
@@ -100,7 +100,7 @@ def test_conformance_refuses_sizes_it_cannot_test_with():
 
 @pytest.fixture
 def ram_16gib(monkeypatch):
-    monkeypatch.setattr(config_module, "physical_memory_bytes", lambda: 16 * 2**30)
+    monkeypatch.setattr(memory_module, "physical_memory_bytes", lambda: 16 * 2**30)
 
 
 @pytest.mark.parametrize(
@@ -124,7 +124,7 @@ def test_memory_estimate_by_part(ram_16gib):
     adam = Config(cell="lstm", hidden_size=16384, seq_len=2, batch_size=1, eval_size=1)
 
     def estimate(c):
-        return config_module.memory_estimate(c, *_model_and_task(c))
+        return memory_module.memory_estimate(c, *_model_and_task(c))
 
     n_params = 4 * 16384 * (16384 + 2 + 1) + 16384 + 1  # fused kernels, bias, readout
     assert estimate(adam)["parameters"] == pytest.approx(4 * 4 * n_params, rel=0.01)  # params, grads, mu, nu

@@ -12,8 +12,8 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import config as config_module
 from experiments import io
+from experiments import memory_estimate as memory_module
 from experiments.config import Config, ConfigError, learning_rates, members, num_devices, parse_learning_rates
 from experiments.experiment import Experiment
 from experiments.results import best_learning_rate, run_results
@@ -119,7 +119,7 @@ def test_members_bound_devices_and_memory(monkeypatch):
     exp = Experiment(SWEEP)
 
     def estimate(c):
-        return config_module.memory_estimate(c, exp.model, exp.task, 32)
+        return memory_module.memory_estimate(c, exp.model, exp.task, 32)
 
     single, sweep = estimate(SWEEP.replace(learning_rate=1e-3)), estimate(SWEEP)
     for part in ("activations", "batch", "parameters", "diagnostics"):

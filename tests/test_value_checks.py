@@ -326,8 +326,8 @@ def test_speed_counts_no_held_out_set_in_its_memory_check(tmp_path):
     benchmark never builds, and refused the setting; the step itself needs a few MiB."""
     code = textwrap.dedent("""\
         import sys
-        from experiments import config
-        config.physical_memory_bytes = lambda: 2 * 2**30
+        from experiments import memory_estimate
+        memory_estimate.physical_memory_bytes = lambda: 2 * 2**30
         from benchmarks import speed
         speed.define_flags()
         speed.FLAGS(["speed", "--sections=speed,seeds", "--settings=1x40000x1", "--seeds_setting=1x40000x1",
