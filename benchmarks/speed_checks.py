@@ -5,7 +5,6 @@ import dataclasses
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from benchmarks import bounds
 from benchmarks.grid_slice import GRID_SLICES
 from benchmarks.speed_presets import PRESETS, SECTIONS, Options, Setting, linear_config, seeds_config
 from benchmarks.variants import check_variant_backend, parse_variant
@@ -13,7 +12,7 @@ from cells import CELLS as CELL_REGISTRY
 from experiments import policy
 from experiments.config import Config
 from experiments.policy import PRECISIONS
-from experiments.rules import ConfigError, int_list, split_list
+from experiments.rules import ConfigError, check_integer, check_seconds, int_list, split_list
 from experiments.validation import validate
 
 
@@ -25,7 +24,7 @@ def checked_options(values: Mapping[str, Any], given: Collection[str], backend: 
     changes: dict[str, Any] = {"use_torch": values["torch"], "num_seeds": values["num_seeds"]}
     if values["flax"] is not None:
         changes["flax"] = values["flax"]
-    changes["torch_threads"] = bounds.check_integer("torch_threads", values["torch_threads"], 1)
+    changes["torch_threads"] = check_integer("torch_threads", values["torch_threads"], 1)
     if values["settings"] is not None:
         changes["settings"] = tuple(Setting.parse(s) for s in split_list(values["settings"], "settings"))
         refuse_repeats("settings", values["settings"], changes["settings"])
@@ -49,7 +48,7 @@ def checked_options(values: Mapping[str, Any], given: Collection[str], backend: 
             raise ConfigError(f"--grid_slice={values['grid_slice']!r}: must be one of {', '.join(GRID_SLICES)}")
         changes["grid_slice"] = values["grid_slice"]
     if values["grid_workers"] is not None:
-        changes["grid_workers"] = bounds.check_integer("grid_workers", values["grid_workers"], 1, 64)
+        changes["grid_workers"] = check_integer("grid_workers", values["grid_workers"], 1, 64)
     changes["profile_dir"] = values["profile_dir"]
     if values["seeds_setting"] is not None:
         changes["seeds_setting"] = Setting.parse(values["seeds_setting"], "seeds_setting", min_length=2)
@@ -63,10 +62,10 @@ def checked_options(values: Mapping[str, Any], given: Collection[str], backend: 
             check_variant_backend(v, backend)
     for name in ("rounds", "warmup"):
         if values[name] is not None:
-            changes[name] = bounds.check_integer(name, values[name], 1)
+            changes[name] = check_integer(name, values[name], 1)
     if values["min_round_s"] is not None:
-        changes["min_round_s"] = bounds.check_seconds("min_round_s", values["min_round_s"], 0, 3600)
-    bounds.check_integer("num_seeds", values["num_seeds"], 1, 1024)
+        changes["min_round_s"] = check_seconds("min_round_s", values["min_round_s"], 0, 3600)
+    check_integer("num_seeds", values["num_seeds"], 1, 1024)
     options = dataclasses.replace(options, **changes)
     check_options(options, given, backend)
     return options

@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bounds, plan
+from benchmarks import plan
 from benchmarks.launch import JOBS_FOLDER, LAUNCHERS, measure
 from benchmarks.local_workers import run_local
 from benchmarks.point_status import status_points
@@ -22,6 +22,7 @@ from benchmarks.table_record import RECORD, write_record
 from benchmarks.table_sweep import OWN_FIELDS
 from experiments.config import Config, ConfigError, check_workdir
 from experiments.grid import PointKey, Sweep, point_dir, task_of
+from experiments.rules import check_integer, check_seconds
 from experiments.schema import DamagedError
 from experiments.sweep import check_points, exit_on_signal, load_point, read_dict, run_inline
 from experiments.sweep_report import write_report
@@ -74,10 +75,10 @@ def check_launcher(values: Mapping[str, Any], given: Collection[str]) -> TableRu
     if "slurm_timeout" in given and launcher != "slurm" and not (status or render_only):
         raise ConfigError("--slurm_timeout: applies to --launcher=slurm, --status and --render_only (they call squeue)")
     if values["slurm_timeout"] is not None:  # also refuses nan
-        bounds.check_seconds("slurm_timeout", values["slurm_timeout"], 0, 3600, low_open=True)
+        check_seconds("slurm_timeout", values["slurm_timeout"], 0, 3600, low_open=True)
     for name, (low, high) in LAUNCHER_BOUNDS.items():
         if values[name] is not None:
-            bounds.check_integer(name, values[name], low, high)
+            check_integer(name, values[name], low, high)
     partition = values["slurm_partition"]
     if partition is not None and not re.fullmatch(r"[\w.,-]+", partition):
         raise ConfigError(f"--slurm_partition={partition!r}: must be a partition name (or several, comma-separated)")

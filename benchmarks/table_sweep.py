@@ -10,11 +10,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bounds
 from benchmarks.presets import PRESETS
 from experiments.config import ConfigError, parse_learning_rates
 from experiments.grid import Sweep
-from experiments.rules import int_list, split_list
+from experiments.rules import check_integer, int_list, split_list
 from tasks import TASKS
 
 TRAINING_ONLY = ("steps", "batch_size", "learning_rate", "optimizer")  # flags the gradients table has no use for
@@ -100,4 +99,4 @@ def check_overrides(table: str, overrides: Mapping[str, Any]) -> None:
     if table == "gradients" and given:  # it measures at initialisation: no training flag would change anything
         raise ConfigError(f"--{given[0]}: does not apply to --table=gradients (no training: it measures at init)")
     if overrides.get("steps") is not None:
-        bounds.check_integer("steps", overrides["steps"], 1, 10**9)
+        check_integer("steps", overrides["steps"], 1, 10**9)

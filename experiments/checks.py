@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.config import ConfigError
+from experiments.rules import check_integer
 
 RTOL, ATOL = 1e-5, 1e-6
 GRAD_RTOL, GRAD_ATOL = 1e-4, 1e-5  # gradients of two float32 programs: summation orders differ over T steps
@@ -84,9 +85,7 @@ def check_sizes(**sizes: int) -> None:
     """ConfigError naming the flag unless every size is an integer within SIZE_BOUNDS (and, given all four,
     their product within MAX_ELEMENTS)."""
     for name, value in sizes.items():
-        low, high = SIZE_BOUNDS[name]
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise ConfigError(f"--{name}={value!r}: must be an integer in [{low}, {high}]")
+        check_integer(name, value, *SIZE_BOUNDS[name])
     if {"batch", "seq_len", "hidden_size", "input_size"} <= sizes.keys():
         n = sizes["batch"] * sizes["seq_len"] * (sizes["hidden_size"] + sizes["input_size"])
         if n > MAX_ELEMENTS:

@@ -19,7 +19,7 @@ from experiments.rules import (
     as_float32,
     check_choice,
     check_float32_positive,
-    check_int_range,
+    check_integer,
     check_seeds,
     distinct_in_float32,
     flag_error,
@@ -269,7 +269,7 @@ def check_fields(config: Config) -> None:
     for field in dataclasses.fields(Config):
         value = getattr(config, field.name)
         if between := field.metadata.get("between"):
-            check_int_range(field.name, value, *between)
+            check_integer(field.name, value, *between)
         if choices := field.metadata.get("choices"):
             check_choice(field.name, value, choices)
     check_seeds(config.seed, config.num_seeds)

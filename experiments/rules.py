@@ -94,11 +94,22 @@ def distinct_in_float32(values: Iterable[float]) -> list[tuple[float, float]]:
     return [(a, b) for a, b in zip(values, values[1:], strict=False) if as_float32(a) == as_float32(b)]
 
 
-def check_int_range(flag: str, value: Any, low: int, high: int, bounds: str | None = None) -> None:
-    """ConfigError unless `value` is an integer (not a bool) in [low, high]; `bounds` words the range when it
-    depends on another flag (`[1, --batch=64]`)."""
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise flag_error(flag, f"must be an integer in {bounds or f'[{low}, {high}]'}", repr(value))
+def check_integer(flag: str, value: Any, low: int, high: int | None = None) -> int:
+    """`value` if it is an integer (not a bool) in [low, high] (no upper bound when `high` is None), else
+    ConfigError: `--<flag>=<value>: must be an integer in [low, high]` (`>= low`)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        allowed = f"in [{low}, {high}]" if high is not None else f">= {low}"
+        raise flag_error(flag, f"must be an integer {allowed}", repr(value))
+    return value
+
+
+def check_seconds(flag: str, value: Any, low: float, high: float, low_open: bool = False) -> float:
+    """`value` if it is a number of seconds in [low, high] (`(low, high]` when `low_open`), else ConfigError;
+    nan and inf are refused."""
+    number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not (number and (low < value if low_open else low <= value) and value <= high):
+        raise flag_error(flag, f"must be a number of seconds in {'(' if low_open else '['}{low}, {high}]", str(value))
+    return value
 
 
 def check_choice(flag: str, value: Any, allowed: Iterable[str]) -> None:

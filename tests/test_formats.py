@@ -5,7 +5,8 @@ import pytest
 from experiments import formats, io, schema
 from experiments.config import Config, ConfigError, check_fields
 from experiments.flags import _LearningRatesParser
-from experiments.rules import flag_error
+from experiments.rules import check_integer, check_seconds, flag_error
+from tests.helpers import ROOT
 
 RESULTS = {
     "config": {"steps": 10, "learning_rate": 0.001},
@@ -44,6 +45,29 @@ def test_errors_carry_their_field_and_relabel_without_editing_text():
     with pytest.raises(ConfigError) as bad:  # the range comes from the field's metadata
         check_fields(Config(hidden_size=0))
     assert bad.value.field == "hidden_size" and str(bad.value) == "--hidden_size=0: must be an integer in [1, 65536]"
+
+
+def test_one_range_check_per_kind_of_value_words_every_tool_alike():
+    """Config fields, the conformance sizes and the benchmarks' own flags share `check_integer`/`check_seconds`."""
+    assert check_integer("workers", 3, 1) == 3 and check_seconds("min_round_s", 0, 0, 3600) == 0
+    cases = [
+        (lambda: check_integer("steps", 0, 1, 10**9), "--steps=0: must be an integer in [1, 1000000000]"),
+        (lambda: check_integer("workers", 0, 1), "--workers=0: must be an integer >= 1"),
+        (lambda: check_integer("batch", True, 1), "--batch=True: must be an integer >= 1"),
+        (
+            lambda: check_seconds("slurm_timeout", 0, 0, 3600, low_open=True),
+            "--slurm_timeout=0: must be a number of seconds in (0, 3600]",
+        ),
+        (
+            lambda: check_seconds("min_round_s", float("nan"), 0, 3600),
+            "--min_round_s=nan: must be a number of seconds in [0, 3600]",
+        ),
+    ]
+    for check, message in cases:
+        with pytest.raises(ConfigError) as e:
+            check()
+        assert str(e.value) == message and e.value.field == message[2:].split("=")[0]
+    assert not (ROOT / "benchmarks" / "bounds.py").exists()
 
 
 def test_learning_rate_parser_keeps_the_reason_whole():
